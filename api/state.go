@@ -1,0 +1,60 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// TaskState is ordered: a task only ever moves to a higher state.
+type TaskState int
+
+const (
+	TaskNew TaskState = iota
+	TaskPending
+	TaskAssigned
+	TaskStarting
+	TaskRunning
+	TaskComplete
+	TaskShutdown
+	TaskFailed
+	TaskRejected
+	TaskOrphaned
+)
+
+var taskStateNames = [...]string{"new", "pending", "assigned", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
+
+func (s TaskState) String() string {
+	if s < 0 || int(s) >= len(taskStateNames) {
+		return fmt.Sprintf("state(%d)", int(s))
+	}
+	return taskStateNames[s]
+}
+
+// Terminal reports whether the task will never run again.
+func (s TaskState) Terminal() bool { return s >= TaskComplete }
+
+// ParseTaskState maps a lower-case name back to its state.
+func ParseTaskState(name string) (TaskState, error) {
+	for i, n := range taskStateNames {
+		if n == strings.ToLower(name) {
+			return TaskState(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown task state %q", name)
+}
+
+func (s TaskState) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+func (s *TaskState) UnmarshalJSON(b []byte) error {
+	var name string
+	if err := json.Unmarshal(b, &name); err != nil {
+		return err
+	}
+	v, err := ParseTaskState(name)
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateName checks a service name: it must be a valid DNS label, since the
+// service is found by that name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("invalid service name %q: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// Constraint is one placement rule such as node.labels.zone==a.
+type Constraint struct {
+	Key   string // node.id, node.hostname, node.role, node.addr, node.engine, node.labels.K
+	Equal bool   // == or !=
+	Value string
+}
+
+func (c Constraint) String() string {
+	op := "!="
+	if c.Equal {
+		op = "=="
+	}
+	return c.Key + op + c.Value
+}
+
+// ParseConstraint parses KEY==VALUE or KEY!=VALUE.
+func ParseConstraint(expr string) (Constraint, error) {
+	var c Constraint
+	var parts []string
+	switch {
+	case strings.Contains(expr, "=="):
+		parts, c.Equal = strings.SplitN(expr, "==", 2), true
+	case strings.Contains(expr, "!="):
+		parts = strings.SplitN(expr, "!=", 2)
+	default:
+		return c, fmt.Errorf("invalid constraint %q: expected KEY==VALUE or KEY!=VALUE", expr)
+	}
+	c.Key, c.Value = strings.TrimSpace(parts[0]), strings.TrimSpace(parts[1])
+	if c.Value == "" {
+		return c, fmt.Errorf("invalid constraint %q: empty value", expr)
+	}
+	switch {
+	case c.Key == "node.id", c.Key == "node.hostname", c.Key == "node.role", c.Key == "node.addr", c.Key == "node.engine":
+	case strings.HasPrefix(c.Key, "node.labels.") && len(c.Key) > len("node.labels."):
+	default:
+		return c, fmt.Errorf("invalid constraint %q: unknown key %q (use node.id, node.hostname, node.role, node.addr, node.engine or node.labels.KEY)", expr, c.Key)
+	}
+	return c, nil
+}
+
+// ParsePort parses [PUBLISHED:]TARGET[/tcp|/udp] as the docker CLI does.
+func ParsePort(spec string) (PortConfig, error) {
+	p := PortConfig{Protocol: "tcp", PublishMode: PublishIngress}
+	rest := spec
+	if i := strings.LastIndex(rest, "/"); i >= 0 {
+		p.Protocol = strings.ToLower(rest[i+1:])
+		rest = rest[:i]
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return p, fmt.Errorf("invalid port %q: protocol must be tcp or udp", spec)
+		}
+	}
+	pub, target, found := strings.Cut(rest, ":")
+	if !found {
+		target, pub = pub, ""
+	}
+	var err error
+	if p.TargetPort, err = parsePortNumber(target); err != nil {
+		return p, fmt.Errorf("invalid port %q: target: %w", spec, err)
+	}
+	if pub != "" {
+		if p.PublishedPort, err = parsePortNumber(pub); err != nil {
+			return p, fmt.Errorf("invalid port %q: published: %w", spec, err)
+		}
+	}
+	return p, nil
+}
+
+func parsePortNumber(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port number (1-65535)", s)
+	}
+	return n, nil
+}
+
+// Normalize fills defaults in a spec so that every node sees the same spec.
+func (s *ServiceSpec) Normalize() {
+	if s.Mode == "" {
+		s.Mode = ModeReplicated
+	}
+	if s.EndpointMode == "" {
+		s.EndpointMode = EndpointVIP
+	}
+	if s.RestartPolicy.Condition == "" {
+		s.RestartPolicy.Condition = RestartAny
+	}
+	for i := range s.Ports {
+		if s.Ports[i].Protocol == "" {
+			s.Ports[i].Protocol = "tcp"
+		}
+		if s.Ports[i].PublishMode == "" {
+			s.Ports[i].PublishMode = PublishIngress
+		}
+	}
+}
+
+// Validate reports the first problem with a spec, in words a user can act on.
+func (s *ServiceSpec) Validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if s.Image == "" {
+		return errors.New("an image is required")
+	}
+	switch s.Mode {
+	case ModeReplicated:
+	case ModeGlobal:
+		if s.Replicas != 0 {
+			return errors.New("--replicas cannot be used with --mode global")
+		}
+	default:
+		return fmt.Errorf("invalid mode %q: use replicated or global", s.Mode)
+	}
+	switch s.EndpointMode {
+	case EndpointVIP, EndpointDNSRR:
+	default:
+		return fmt.Errorf("invalid endpoint mode %q: use vip or dnsrr", s.EndpointMode)
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Ports {
+		if p.TargetPort < 1 || p.TargetPort > 65535 || p.PublishedPort < 0 || p.PublishedPort > 65535 {
+			return fmt.Errorf("invalid port %d:%d", p.PublishedPort, p.TargetPort)
+		}
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return fmt.Errorf("invalid protocol %q: use tcp or udp", p.Protocol)
+		}
+		if p.PublishMode != PublishIngress && p.PublishMode != PublishHost {
+			return fmt.Errorf("invalid publish mode %q: use ingress or host", p.PublishMode)
+		}
+		if p.PublishedPort != 0 {
+			k := fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)
+			if seen[k] {
+				return fmt.Errorf("port %s published twice", k)
+			}
+			seen[k] = true
+		}
+	}
+	for _, c := range s.Constraints {
+		if _, err := ParseConstraint(c); err != nil {
+			return err
+		}
+	}
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("invalid env %q: expected KEY=VALUE", e)
+		}
+	}
+	if s.Limits.NanoCPUs < 0 || s.Limits.MemoryBytes < 0 || s.Reservations.NanoCPUs < 0 || s.Reservations.MemoryBytes < 0 {
+		return errors.New("resource limits and reservations cannot be negative")
+	}
+	switch s.RestartPolicy.Condition {
+	case RestartAny, RestartOnFailure, RestartNone:
+	default:
+		return fmt.Errorf("invalid restart condition %q: use any, on-failure or none", s.RestartPolicy.Condition)
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+// Package gossip wraps hashicorp/memberlist: node metadata, join/leave/fail events, LAN-tuned failure detection.
+package gossip

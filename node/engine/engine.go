@@ -1,0 +1,63 @@
+// Package engine runs tasks: the Engine interface and its docker and process implementations.
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/swarmlet/swarmlet/api"
+)
+
+// Labels put on every container or process record, so a restarted worker can adopt
+// what still runs and several nodes can share one Docker engine.
+const (
+	LabelTask    = "swarmlet.task"
+	LabelService = "swarmlet.service"
+	LabelNode    = "swarmlet.node"
+	LabelSlot    = "swarmlet.slot"
+)
+
+// ErrRejected wraps a start failure that retrying on this node will not fix
+// (unknown image, program not found): the task becomes REJECTED with the message.
+var ErrRejected = errors.New("rejected")
+
+// Instance is one running or exited workload the engine knows of.
+type Instance struct {
+	TaskID      string
+	ServiceName string
+	NodeID      string
+	ID          string // container ID or PID
+	State       api.TaskState // TaskRunning, or TaskComplete / TaskFailed once exited
+	ExitCode    int
+	Err         string
+	Addr        string            // address the task answers on (container IP, or node address)
+	Ports       []api.PortBinding // target port -> host port on the node address
+}
+
+// Config is what every engine needs to know about the node it serves.
+type Config struct {
+	NodeID   string
+	NodeAddr string // advertise address; host ports are bound here
+	DNS      string // "ip:port" of this node's DNS server, given to tasks ("" if none)
+	DataDir  string // engine state, e.g. process logs, lives under here
+}
+
+// Engine is the one seam between the worker and whatever runs tasks.
+// All methods are safe for concurrent use.
+type Engine interface {
+	Name() string
+	// Start creates and starts the task's workload and returns it running.
+	// An error wrapping ErrRejected means the task can never start here.
+	Start(ctx context.Context, t *api.Task) (Instance, error)
+	// Stop kills the task's workload and removes it; stopping an unknown task is not an error.
+	Stop(ctx context.Context, taskID string) error
+	// List returns every workload labelled with this engine's node ID, running or exited.
+	List(ctx context.Context) ([]Instance, error)
+	// Changes delivers task IDs whose workload changed state (exited, died), so the
+	// worker need not poll; the channel closes when ctx ends.
+	Changes(ctx context.Context) <-chan string
+	// Logs copies the task's output to w; with follow it keeps copying until ctx ends.
+	Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error
+	Close() error
+}
