@@ -1,0 +1,59 @@
+// Command whoami is the project's own test workload: a tiny static HTTP server that
+// says which task, slot, node and service it is, so tests can tell replicas apart.
+// It is built FROM scratch into swarmlet/whoami:test, because no registry is reachable.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := ":80"
+	if p := os.Getenv("PORT"); p != "" {
+		addr = ":" + p
+	}
+	host, _ := os.Hostname()
+	logger := slog.New(slog.NewTextHandler(os.Stdout, nil)).With("component", "whoami")
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "task=%s slot=%s node=%s service=%s host=%s\n",
+			os.Getenv("SWARMLET_TASK_ID"), os.Getenv("SWARMLET_SLOT"),
+			os.Getenv("SWARMLET_NODE_ID"), os.Getenv("SWARMLET_SERVICE"), host)
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	// In a container this runs as PID 1, where the kernel ignores SIGTERM unless a
+	// handler is installed: handle it, or every stop would wait for the kill timeout.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("listening", "addr", addr, "task", os.Getenv("SWARMLET_TASK_ID"))
+
+	select {
+	case err := <-errc:
+		logger.Error("serve", "err", err)
+		os.Exit(1)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("shutdown", "err", err)
+		os.Exit(1)
+	}
+	logger.Info("stopped")
+}
