@@ -1,0 +1,290 @@
+package dnsdisco
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultZone           = "swarmlet."
+	DefaultTTL            = 5
+	DefaultForwardTimeout = 2 * time.Second
+)
+
+// ErrClosed is returned by Start on a server that was closed.
+var ErrClosed = errors.New("dnsdisco: server closed")
+
+// Config configures a Server. Only Addr is required.
+type Config struct {
+	Addr      string   // "ip:port" to listen on, UDP and TCP
+	Zone      string   // cluster zone suffix, default "swarmlet."
+	Upstreams []string // "ip:port" resolvers for names outside the zone
+	TTL       uint32   // default 5 seconds
+	Logger    *slog.Logger
+
+	// ForwardTimeout bounds one try at one upstream; default 2s. It is short
+	// because a client's own resolver retries after about 5s, and we want to
+	// have tried the next upstream by then.
+	ForwardTimeout time.Duration
+}
+
+// Server is a DNS server answering cluster names from a Table and forwarding
+// everything else to upstream resolvers.
+type Server struct {
+	cfg       Config
+	zone      string // canonical: lower case, fully qualified
+	zoneErr   error
+	log       *slog.Logger
+	upstreams []string
+
+	table  atomic.Pointer[index]
+	serial atomic.Uint32
+	nsGlue atomic.Pointer[entry] // records of the server's own name (nsLabel)
+
+	mu     sync.Mutex
+	closed bool
+	udp    *dns.Server
+	tcp    *dns.Server
+	addr   string
+	done   chan struct{} // closed when both serve loops have returned
+}
+
+// New returns a server that is not yet listening. It answers from an empty
+// table until SetTable is called.
+func New(cfg Config) *Server {
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.ForwardTimeout <= 0 {
+		cfg.ForwardTimeout = DefaultForwardTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       log.With("component", "dnsdisco"),
+		upstreams: append([]string(nil), cfg.Upstreams...),
+		addr:      cfg.Addr,
+	}
+	s.zone, s.zoneErr = canonicalZone(cfg.Zone)
+	s.nsGlue.Store(selfEntry(cfg.Addr))
+	s.SetTable(Table{})
+	return s
+}
+
+// canonicalZone validates the zone. The root zone is refused: it would make
+// every name ours and nothing would ever be forwarded.
+func canonicalZone(z string) (string, error) {
+	if z == "" {
+		z = DefaultZone
+	}
+	z = strings.ToLower(dns.Fqdn(z))
+	if z == "." {
+		return "", fmt.Errorf("dnsdisco: zone %q: the root zone cannot be the cluster zone", z)
+	}
+	if _, ok := dns.IsDomainName(z); !ok {
+		return "", fmt.Errorf("dnsdisco: zone %q is not a domain name", z)
+	}
+	return z, nil
+}
+
+// SetTable replaces the record table. Queries already running finish with
+// the old table; the next query sees the new one.
+func (s *Server) SetTable(t Table) {
+	serial := s.serial.Add(1)
+	ix := buildIndex(t, s.zone, serial, s.cfg.TTL, s.log)
+	s.table.Store(ix)
+}
+
+// Start binds UDP and TCP on Config.Addr and returns once both are serving.
+// With port 0 both transports share the port the kernel gave UDP.
+func (s *Server) Start() error {
+	if s.zoneErr != nil {
+		return s.zoneErr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.udp != nil {
+		return errors.New("dnsdisco: server already started")
+	}
+
+	pc, l, err := listenBoth(s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.addr = pc.LocalAddr().String()
+	s.upstreams = withoutSelf(s.upstreams, s.addr, s.log)
+
+	h := dns.HandlerFunc(s.ServeDNS)
+	var started sync.WaitGroup
+	started.Add(2)
+	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done}
+	s.tcp = &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
+		// Idle TCP clients must not pin goroutines forever.
+		IdleTimeout: func() time.Duration { return 10 * time.Second }}
+
+	errc := make(chan error, 2)
+	s.done = make(chan struct{})
+	var served sync.WaitGroup
+	served.Add(2)
+	for _, srv := range []*dns.Server{s.udp, s.tcp} {
+		go func() {
+			defer served.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	go func() { served.Wait(); close(s.done) }()
+
+	ready := make(chan struct{})
+	go func() { started.Wait(); close(ready) }()
+	select {
+	case <-ready:
+	case err := <-errc:
+		// One transport failed before serving: take the other one down too.
+		_ = pc.Close()
+		_ = l.Close()
+		return fmt.Errorf("dnsdisco: serve on %s: %w", s.addr, err)
+	}
+	// The NS glue record carries the bound address, known only now.
+	s.nsGlue.Store(selfEntry(s.addr))
+	s.log.Info("dns server listening", "addr", s.addr, "zone", s.zone, "upstreams", s.upstreams)
+	return nil
+}
+
+// selfEntry is the address entry of the server's own name, empty when it
+// listens on a wildcard address and so has no one address to give.
+func selfEntry(addr string) *entry {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &entry{}
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsUnspecified() {
+		return &entry{}
+	}
+	return addrEntry([]net.IP{ip})
+}
+
+// listenBoth binds UDP first and then TCP on the same port. When the port was
+// 0 the TCP port may be taken by someone else, so it retries with a new one.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnsdisco: listen address %q: %w", addr, err)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 10
+	}
+	var lastErr error
+	for range tries {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnsdisco: listen udp %s: %w", addr, err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		_ = pc.Close()
+		lastErr = err
+	}
+	return nil, nil, fmt.Errorf("dnsdisco: listen tcp %s: %w", addr, lastErr)
+}
+
+// Close stops both listeners and waits for the serve loops to return. It is
+// safe to call more than once and on a server never started.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	udp, tcp, done := s.udp, s.tcp, s.done
+	s.mu.Unlock()
+	if udp == nil {
+		return nil
+	}
+	errU := udp.Shutdown()
+	errT := tcp.Shutdown()
+	<-done
+	if err := errors.Join(errU, errT); err != nil {
+		return fmt.Errorf("dnsdisco: close: %w", err)
+	}
+	return nil
+}
+
+// Addr is the bound address once Start has returned (the real port when
+// Config.Addr asked for port 0), and Config.Addr before that.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// withoutSelf drops upstreams that are this server: forwarding to ourselves
+// would loop until every try timed out.
+func withoutSelf(ups []string, self string, log *slog.Logger) []string {
+	out := ups[:0:0]
+	for _, u := range ups {
+		if isSelf(u, self) {
+			log.Warn("ignoring upstream that is this server itself", "upstream", u)
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// isSelf reports whether upstream addresses the server listening on self.
+// A server on a wildcard address is reached through every local address.
+func isSelf(upstream, self string) bool {
+	uh, up, err := net.SplitHostPort(upstream)
+	if err != nil {
+		return false
+	}
+	sh, sp, err := net.SplitHostPort(self)
+	if err != nil || up != sp {
+		return false
+	}
+	uip, sip := net.ParseIP(uh), net.ParseIP(sh)
+	if uip == nil || sip == nil {
+		return false
+	}
+	if uip.Equal(sip) {
+		return true
+	}
+	if !sip.IsUnspecified() {
+		return false
+	}
+	if uip.IsLoopback() || uip.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(uip) {
+			return true
+		}
+	}
+	return false
+}
