@@ -1,0 +1,477 @@
+package raftstore
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"reflect"
+	"slices"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/swarmlet/swarmlet/api"
+)
+
+// Apply applies one command at a Raft index. This is the FSM's single switch; it
+// must stay deterministic: the same commands in the same order give the same state.
+// A returned error is a business refusal and the state is unchanged.
+func (s *State) Apply(index uint64, c Command) (any, error) {
+	txn := s.current().Txn(true)
+	defer txn.Abort()
+	var (
+		res any
+		err error
+	)
+	switch c := c.(type) {
+	case *ClusterInit:
+		res, err = applyClusterInit(txn, index, c)
+	case *NodeUpsert:
+		res, err = applyNodeUpsert(txn, index, c)
+	case *NodeStatus:
+		res, err = applyNodeStatus(txn, index, c)
+	case *NodeUpdate:
+		res, err = applyNodeUpdate(txn, index, c)
+	case *NodeRemove:
+		res, err = applyNodeRemove(txn, index, c)
+	case *ServiceCreate:
+		res, err = applyServiceCreate(txn, index, c)
+	case *ServiceUpdate:
+		res, err = applyServiceUpdate(txn, index, c)
+	case *ServiceScale:
+		res, err = applyServiceScale(txn, index, c)
+	case *ServiceRemove:
+		res, err = applyServiceRemove(txn, index, c)
+	case *TaskOps:
+		res, err = applyTaskOps(txn, index, c)
+	case *TokenRotate:
+		res, err = applyTokenRotate(txn, index, c)
+	default:
+		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
+	}
+	if err != nil {
+		return nil, err
+	}
+	txn.Commit()
+	s.bump(index)
+	return res, nil
+}
+
+func getCluster(txn *memdb.Txn) *Cluster {
+	raw, _ := txn.First(tableCluster, "id", "cluster")
+	if raw == nil {
+		return nil
+	}
+	return raw.(*clusterRow).C
+}
+
+func mustInsert(txn *memdb.Txn, table string, obj any) {
+	if err := txn.Insert(table, obj); err != nil {
+		panic(fmt.Sprintf("raftstore: insert %s: %v", table, err)) // schema violation: a bug
+	}
+}
+
+func applyClusterInit(txn *memdb.Txn, index uint64, c *ClusterInit) (any, error) {
+	if getCluster(txn) != nil {
+		return nil, fmt.Errorf("cluster already initialised: %w", ErrInvalid)
+	}
+	cl := &Cluster{ID: c.ClusterID, WorkerSecret: c.WorkerSecret, ManagerSecret: c.ManagerSecret,
+		VIPPool: c.VIPPool, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
+	putCluster(txn, cl)
+	return cl, nil
+}
+
+// clusterRow gives the singleton cluster record the ID memdb indexes on.
+type clusterRow struct {
+	ID string
+	C  *Cluster
+}
+
+func putCluster(txn *memdb.Txn, c *Cluster) {
+	mustInsert(txn, tableCluster, &clusterRow{ID: "cluster", C: c})
+}
+
+func applyTokenRotate(txn *memdb.Txn, index uint64, c *TokenRotate) (any, error) {
+	cur := getCluster(txn)
+	if cur == nil {
+		return nil, ErrNotInitialized
+	}
+	cl := *cur
+	switch c.Role {
+	case api.RoleWorker:
+		cl.WorkerSecret = c.Secret
+	case api.RoleManager:
+		cl.ManagerSecret = c.Secret
+	default:
+		return nil, fmt.Errorf("unknown role %q: %w", c.Role, ErrInvalid)
+	}
+	cl.ModifyIndex = index
+	putCluster(txn, &cl)
+	return &cl, nil
+}
+
+func getNode(txn *memdb.Txn, id string) *api.Node {
+	raw, _ := txn.First(tableNodes, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*api.Node)
+}
+
+func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
+	n := c.Node
+	if n.ID == "" {
+		return nil, fmt.Errorf("node without ID: %w", ErrInvalid)
+	}
+	if old := getNode(txn, n.ID); old != nil {
+		// The operator owns availability and labels; a restarting node must not reset them.
+		n.Availability, n.Labels = old.Availability, old.Labels
+		n.CreatedAt, n.CreateIndex = old.CreatedAt, old.CreateIndex
+		if n.Status == "" {
+			n.Status, n.StatusAt = old.Status, old.StatusAt
+		}
+	} else {
+		n.CreateIndex = index
+		if n.Availability == "" {
+			n.Availability = api.AvailabilityActive
+		}
+		if n.Status == "" {
+			n.Status = api.NodeReady
+		}
+	}
+	n.ModifyIndex = index
+	mustInsert(txn, tableNodes, &n)
+	return &n, nil
+}
+
+func applyNodeStatus(txn *memdb.Txn, index uint64, c *NodeStatus) (any, error) {
+	old := getNode(txn, c.NodeID)
+	if old == nil {
+		return nil, fmt.Errorf("node %s: %w", c.NodeID, ErrNotFound)
+	}
+	if old.Status == c.Status {
+		return old, nil
+	}
+	n := *old
+	n.Status, n.StatusAt, n.ModifyIndex = c.Status, c.At, index
+	mustInsert(txn, tableNodes, &n)
+	return &n, nil
+}
+
+func applyNodeUpdate(txn *memdb.Txn, index uint64, c *NodeUpdate) (any, error) {
+	old := getNode(txn, c.NodeID)
+	if old == nil {
+		return nil, fmt.Errorf("node %s: %w", c.NodeID, ErrNotFound)
+	}
+	n := *old
+	switch c.Availability {
+	case "":
+	case api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
+		n.Availability = c.Availability
+	default:
+		return nil, fmt.Errorf("availability %q: %w", c.Availability, ErrInvalid)
+	}
+	switch c.Role {
+	case "":
+	case api.RoleManager, api.RoleWorker:
+		n.Role = c.Role
+	default:
+		return nil, fmt.Errorf("role %q: %w", c.Role, ErrInvalid)
+	}
+	if len(c.LabelAdd) > 0 || len(c.LabelRm) > 0 {
+		n.Labels = maps.Clone(n.Labels)
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		maps.Copy(n.Labels, c.LabelAdd)
+		for _, k := range c.LabelRm {
+			delete(n.Labels, k)
+		}
+	}
+	n.ModifyIndex = index
+	mustInsert(txn, tableNodes, &n)
+	return &n, nil
+}
+
+func applyNodeRemove(txn *memdb.Txn, index uint64, c *NodeRemove) (any, error) {
+	old := getNode(txn, c.NodeID)
+	if old == nil {
+		return nil, fmt.Errorf("node %s: %w", c.NodeID, ErrNotFound)
+	}
+	if old.Status != api.NodeDown && !c.Force {
+		return nil, fmt.Errorf("node %s is %s, not down: stop it first or use --force: %w", c.NodeID, old.Status, ErrInvalid)
+	}
+	if err := txn.Delete(tableNodes, old); err != nil {
+		return nil, fmt.Errorf("delete node: %w", err)
+	}
+	// Its tasks can never report again: mark them orphaned so the orchestrator replaces them.
+	it, _ := txn.Get(tableTasks, "node", c.NodeID)
+	var tasks []*api.Task
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		tasks = append(tasks, raw.(*api.Task))
+	}
+	for _, t := range tasks {
+		if t.Status.State.Terminal() {
+			continue
+		}
+		nt := *t
+		nt.Status.State, nt.Status.Message = api.TaskOrphaned, "node removed"
+		nt.DesiredState = max(nt.DesiredState, api.TaskShutdown)
+		nt.ModifyIndex = index
+		mustInsert(txn, tableTasks, &nt)
+	}
+	return old, nil
+}
+
+func getService(txn *memdb.Txn, name string) *api.Service {
+	if raw, _ := txn.First(tableServices, "name", name); raw != nil {
+		return raw.(*serviceRow).S
+	}
+	if raw, _ := txn.First(tableServices, "id", name); raw != nil {
+		return raw.(*serviceRow).S
+	}
+	return nil
+}
+
+func putService(txn *memdb.Txn, s *api.Service) {
+	mustInsert(txn, tableServices, &serviceRow{ID: s.ID, Name: s.Spec.Name, S: s})
+}
+
+func applyServiceCreate(txn *memdb.Txn, index uint64, c *ServiceCreate) (any, error) {
+	spec := c.Spec
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if getService(txn, spec.Name) != nil {
+		return nil, fmt.Errorf("service %q: %w", spec.Name, ErrNameTaken)
+	}
+	cl := getCluster(txn)
+	if cl == nil {
+		return nil, ErrNotInitialized
+	}
+	svc := &api.Service{ID: c.ID, Spec: spec, SpecVersion: 1, CreatedAt: c.At, UpdatedAt: c.At,
+		CreateIndex: index, ModifyIndex: index}
+	if err := allocate(txn, cl, nil, svc); err != nil {
+		return nil, err
+	}
+	putService(txn, svc)
+	return svc, nil
+}
+
+// allocate gives a service its VIP and published ports, deterministically from the
+// state: the lowest free address of the pool, the lowest free port of the range.
+func allocate(txn *memdb.Txn, cl *Cluster, old, svc *api.Service) error {
+	usedIP := map[string]bool{}
+	usedPort := map[string]string{} // "port/proto" -> service name
+	it, _ := txn.Get(tableServices, "id")
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		o := raw.(*serviceRow).S
+		if o.ID == svc.ID {
+			continue
+		}
+		if o.VIP != "" {
+			usedIP[o.VIP] = true
+		}
+		for _, p := range o.Ports {
+			if p.PublishedPort != 0 && p.PublishMode == api.PublishIngress {
+				usedPort[fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)] = o.Spec.Name
+			}
+		}
+	}
+	svc.VIP = ""
+	if svc.Spec.EndpointMode == api.EndpointVIP {
+		if old != nil && old.VIP != "" {
+			svc.VIP = old.VIP
+		} else {
+			vip, err := nextVIP(cl.VIPPool, usedIP)
+			if err != nil {
+				return err
+			}
+			svc.VIP = vip
+		}
+	}
+	svc.Ports = slices.Clone(svc.Spec.Ports)
+	for i := range svc.Ports {
+		p := &svc.Ports[i]
+		if p.PublishMode != api.PublishIngress {
+			continue
+		}
+		if p.PublishedPort != 0 {
+			if other, ok := usedPort[fmt.Sprintf("%d/%s", p.PublishedPort, p.Protocol)]; ok {
+				return fmt.Errorf("port %d/%s is already published by service %s: %w", p.PublishedPort, p.Protocol, other, ErrInvalid)
+			}
+			continue
+		}
+		if old != nil {
+			for _, op := range old.Ports {
+				if op.TargetPort == p.TargetPort && op.Protocol == p.Protocol && op.PublishMode == api.PublishIngress {
+					p.PublishedPort = op.PublishedPort
+				}
+			}
+			if p.PublishedPort != 0 {
+				continue
+			}
+		}
+		for port := cl.PortRange[0]; port <= cl.PortRange[1] && port > 0; port++ {
+			k := fmt.Sprintf("%d/%s", port, p.Protocol)
+			if _, ok := usedPort[k]; !ok {
+				p.PublishedPort = port
+				usedPort[k] = svc.Spec.Name
+				break
+			}
+		}
+		if p.PublishedPort == 0 {
+			return fmt.Errorf("no free port in %d-%d: %w", cl.PortRange[0], cl.PortRange[1], ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func nextVIP(pool string, used map[string]bool) (string, error) {
+	prefix, err := netip.ParsePrefix(pool)
+	if err != nil {
+		return "", fmt.Errorf("vip pool %q: %w", pool, ErrInvalid)
+	}
+	prefix = prefix.Masked()
+	// Skip the network address; stop before the broadcast address.
+	for a := prefix.Addr().Next(); prefix.Contains(a) && prefix.Contains(a.Next()); a = a.Next() {
+		if !used[a.String()] {
+			return a.String(), nil
+		}
+	}
+	return "", fmt.Errorf("vip pool %s exhausted: %w", pool, ErrInvalid)
+}
+
+func applyServiceUpdate(txn *memdb.Txn, index uint64, c *ServiceUpdate) (any, error) {
+	old := getService(txn, c.Name)
+	if old == nil {
+		return nil, fmt.Errorf("service %q: %w", c.Name, ErrNotFound)
+	}
+	if c.ExpectedVersion != 0 && c.ExpectedVersion != old.SpecVersion {
+		return nil, fmt.Errorf("service %q is at version %d, not %d: %w", c.Name, old.SpecVersion, c.ExpectedVersion, ErrVersionConflict)
+	}
+	spec := c.Spec
+	spec.Normalize()
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if spec.Name != old.Spec.Name {
+		return nil, fmt.Errorf("a service cannot be renamed: %w", ErrInvalid)
+	}
+	svc := *old
+	svc.Spec, svc.SpecVersion, svc.UpdatedAt, svc.ModifyIndex = spec, old.SpecVersion+1, c.At, index
+	if err := allocate(txn, getCluster(txn), old, &svc); err != nil {
+		return nil, err
+	}
+	putService(txn, &svc)
+	return &svc, nil
+}
+
+func applyServiceScale(txn *memdb.Txn, index uint64, c *ServiceScale) (any, error) {
+	old := getService(txn, c.Name)
+	if old == nil {
+		return nil, fmt.Errorf("service %q: %w", c.Name, ErrNotFound)
+	}
+	if old.Spec.Mode != api.ModeReplicated {
+		return nil, fmt.Errorf("service %q is global and cannot be scaled: %w", c.Name, ErrInvalid)
+	}
+	svc := *old
+	// Scaling changes how many tasks run, not what they run: the spec version stays,
+	// so running tasks are not replaced.
+	svc.Spec.Replicas, svc.UpdatedAt, svc.ModifyIndex = c.Replicas, c.At, index
+	putService(txn, &svc)
+	return &svc, nil
+}
+
+func applyServiceRemove(txn *memdb.Txn, index uint64, c *ServiceRemove) (any, error) {
+	old := getService(txn, c.Name)
+	if old == nil {
+		return nil, fmt.Errorf("service %q: %w", c.Name, ErrNotFound)
+	}
+	if err := txn.Delete(tableServices, &serviceRow{ID: old.ID, Name: old.Spec.Name, S: old}); err != nil {
+		return nil, fmt.Errorf("delete service: %w", err)
+	}
+	it, _ := txn.Get(tableTasks, "service", old.ID)
+	var tasks []*api.Task
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		tasks = append(tasks, raw.(*api.Task))
+	}
+	for _, t := range tasks {
+		if t.DesiredState >= api.TaskShutdown {
+			continue
+		}
+		nt := *t
+		nt.DesiredState, nt.ModifyIndex = api.TaskShutdown, index
+		mustInsert(txn, tableTasks, &nt)
+	}
+	return old, nil
+}
+
+// applyTaskOps applies a batch. Ops naming tasks that no longer exist are skipped,
+// not refused: a worker's report may race with the deletion of old history.
+func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
+	applied := 0
+	for _, op := range c.Ops {
+		if op.Kind == api.TaskOpCreate {
+			if op.Task == nil || op.Task.ID == "" {
+				return nil, fmt.Errorf("create op without task: %w", ErrInvalid)
+			}
+			if raw, _ := txn.First(tableTasks, "id", op.Task.ID); raw != nil {
+				continue
+			}
+			t := *op.Task
+			t.CreateIndex, t.ModifyIndex = index, index
+			mustInsert(txn, tableTasks, &t)
+			applied++
+			continue
+		}
+		raw, _ := txn.First(tableTasks, "id", op.TaskID)
+		if raw == nil {
+			continue
+		}
+		old := raw.(*api.Task)
+		t := *old
+		switch op.Kind {
+		case api.TaskOpAssign:
+			if t.Status.State > api.TaskPending || t.NodeID != "" {
+				continue // already placed: a stale plan must not move a task
+			}
+			t.NodeID, t.PendingReason = op.NodeID, ""
+			t.Status = api.TaskStatus{State: api.TaskAssigned, Message: "assigned", Timestamp: op.At}
+		case api.TaskOpPending:
+			if t.Status.State > api.TaskPending {
+				continue
+			}
+			t.PendingReason = op.Reason
+			t.Status = api.TaskStatus{State: api.TaskPending, Message: op.Reason, Timestamp: op.At}
+		case api.TaskOpDesired:
+			if op.Desired <= t.DesiredState {
+				continue // desired state is only ever raised
+			}
+			t.DesiredState = op.Desired
+		case api.TaskOpStatus:
+			if op.Status.State < t.Status.State || (op.Status.State == t.Status.State && reflect.DeepEqual(op.Status, t.Status)) {
+				continue // observed state moves forward only
+			}
+			if op.NodeID != "" && op.NodeID != t.NodeID {
+				continue // a report from a node the task is not assigned to
+			}
+			t.Status = op.Status
+		case api.TaskOpDelete:
+			if !t.Status.State.Terminal() && t.Status.State > api.TaskPending {
+				return nil, fmt.Errorf("delete of live task %s: %w", t.ID, ErrInvalid)
+			}
+			if err := txn.Delete(tableTasks, old); err != nil {
+				return nil, fmt.Errorf("delete task: %w", err)
+			}
+			applied++
+			continue
+		default:
+			return nil, fmt.Errorf("task op %q: %w", op.Kind, ErrInvalid)
+		}
+		t.ModifyIndex = index
+		mustInsert(txn, tableTasks, &t)
+		applied++
+	}
+	return applied, nil
+}

@@ -1,0 +1,181 @@
+package raftstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+)
+
+// MsgType is the first byte of every Raft log entry. The list is append-only: a
+// released value never changes meaning, so old logs replay the same way.
+type MsgType byte
+
+const (
+	MsgClusterInit MsgType = iota
+	MsgNodeUpsert
+	MsgNodeStatus
+	MsgNodeUpdate
+	MsgNodeRemove
+	MsgServiceCreate
+	MsgServiceUpdate
+	MsgServiceScale
+	MsgServiceRemove
+	MsgTaskOps
+	MsgTokenRotate
+)
+
+var msgNames = map[MsgType]string{
+	MsgClusterInit: "cluster-init", MsgNodeUpsert: "node-upsert", MsgNodeStatus: "node-status",
+	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
+	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
+	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate",
+}
+
+func (t MsgType) String() string {
+	if n, ok := msgNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("msg(%d)", byte(t))
+}
+
+// Command is one typed state change. Everything time- or randomness-dependent is
+// chosen by the proposer and carried in the command, so Apply is deterministic.
+type Command interface{ Type() MsgType }
+
+// ClusterInit creates the cluster: its ID, the join-token secrets and the VIP pool.
+type ClusterInit struct {
+	ClusterID     string    `json:"cluster_id"`
+	WorkerSecret  string    `json:"worker_secret"`
+	ManagerSecret string    `json:"manager_secret"`
+	VIPPool       string    `json:"vip_pool"`   // CIDR the leader allocates service VIPs from
+	PortRange     [2]int    `json:"port_range"` // published ports picked when the user gives none
+	At            time.Time `json:"at"`
+}
+
+// NodeUpsert registers a node (join) or refreshes its self-description (restart).
+// Operator-owned fields (availability, labels) of an existing node are kept.
+type NodeUpsert struct {
+	Node api.Node `json:"node"`
+}
+
+// NodeStatus records the leader's liveness verdict from gossip.
+type NodeStatus struct {
+	NodeID string         `json:"node_id"`
+	Status api.NodeStatus `json:"status"`
+	At     time.Time      `json:"at"`
+}
+
+// NodeUpdate is an operator's change to a node.
+type NodeUpdate struct {
+	NodeID       string            `json:"node_id"`
+	Availability api.Availability  `json:"availability,omitempty"`
+	Role         api.NodeRole      `json:"role,omitempty"`
+	LabelAdd     map[string]string `json:"label_add,omitempty"`
+	LabelRm      []string          `json:"label_rm,omitempty"`
+}
+
+// NodeRemove drops a node from the cluster.
+type NodeRemove struct {
+	NodeID string `json:"node_id"`
+	Force  bool   `json:"force"`
+}
+
+// ServiceCreate adds a service; the name must be free.
+type ServiceCreate struct {
+	ID   string          `json:"id"`
+	Spec api.ServiceSpec `json:"spec"`
+	At   time.Time       `json:"at"`
+}
+
+// ServiceUpdate replaces a spec if it is still at ExpectedVersion (0: any).
+type ServiceUpdate struct {
+	Name            string          `json:"name"`
+	ExpectedVersion uint64          `json:"expected_version"`
+	Spec            api.ServiceSpec `json:"spec"`
+	At              time.Time       `json:"at"`
+}
+
+// ServiceScale sets the replica count, the one change that needs no version check.
+type ServiceScale struct {
+	Name     string    `json:"name"`
+	Replicas uint64    `json:"replicas"`
+	At       time.Time `json:"at"`
+}
+
+// ServiceRemove deletes a service; its tasks are told to shut down in the same entry.
+type ServiceRemove struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+// TaskOps is a batch of task changes in one log entry.
+type TaskOps struct {
+	Ops []api.TaskOp `json:"ops"`
+}
+
+// TokenRotate replaces one role's join secret; the old token stops working.
+type TokenRotate struct {
+	Role   api.NodeRole `json:"role"`
+	Secret string       `json:"secret"`
+}
+
+func (ClusterInit) Type() MsgType   { return MsgClusterInit }
+func (NodeUpsert) Type() MsgType    { return MsgNodeUpsert }
+func (NodeStatus) Type() MsgType    { return MsgNodeStatus }
+func (NodeUpdate) Type() MsgType    { return MsgNodeUpdate }
+func (NodeRemove) Type() MsgType    { return MsgNodeRemove }
+func (ServiceCreate) Type() MsgType { return MsgServiceCreate }
+func (ServiceUpdate) Type() MsgType { return MsgServiceUpdate }
+func (ServiceScale) Type() MsgType  { return MsgServiceScale }
+func (ServiceRemove) Type() MsgType { return MsgServiceRemove }
+func (TaskOps) Type() MsgType       { return MsgTaskOps }
+func (TokenRotate) Type() MsgType   { return MsgTokenRotate }
+
+// Encode turns a command into a log entry: the type byte, then JSON.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", c.Type(), err)
+	}
+	return append([]byte{byte(c.Type())}, body...), nil
+}
+
+// Decode is the inverse of Encode.
+func Decode(b []byte) (Command, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("decode: empty entry")
+	}
+	var c Command
+	switch MsgType(b[0]) {
+	case MsgClusterInit:
+		c = &ClusterInit{}
+	case MsgNodeUpsert:
+		c = &NodeUpsert{}
+	case MsgNodeStatus:
+		c = &NodeStatus{}
+	case MsgNodeUpdate:
+		c = &NodeUpdate{}
+	case MsgNodeRemove:
+		c = &NodeRemove{}
+	case MsgServiceCreate:
+		c = &ServiceCreate{}
+	case MsgServiceUpdate:
+		c = &ServiceUpdate{}
+	case MsgServiceScale:
+		c = &ServiceScale{}
+	case MsgServiceRemove:
+		c = &ServiceRemove{}
+	case MsgTaskOps:
+		c = &TaskOps{}
+	case MsgTokenRotate:
+		c = &TokenRotate{}
+	default:
+		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
+	}
+	if err := json.Unmarshal(b[1:], c); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", MsgType(b[0]), err)
+	}
+	return c, nil
+}

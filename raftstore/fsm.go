@@ -1,0 +1,63 @@
+package raftstore
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm adapts State to raft.FSM (and raft.BatchingFSM, so a burst of entries
+// committed together is applied in one call).
+type fsm struct {
+	state *State
+}
+
+// applyResult travels back to the proposer through the Raft future.
+type applyResult struct {
+	Value any
+	Err   error
+}
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	c, err := Decode(l.Data)
+	if err != nil {
+		// A committed entry we cannot read means the log and the binary disagree;
+		// continuing would fork this manager's state from the others'.
+		panic(fmt.Sprintf("raftstore: entry %d: %v", l.Index, err))
+	}
+	v, err := f.state.Apply(l.Index, c)
+	return applyResult{Value: v, Err: err}
+}
+
+func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		out[i] = f.Apply(l)
+	}
+	return out
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{snap: f.state.Snapshot()}, nil
+}
+
+func (f *fsm) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	return f.state.Restore(r)
+}
+
+type fsmSnapshot struct{ snap *Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.snap.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
