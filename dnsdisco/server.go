@@ -159,6 +159,7 @@ func (s *Server) Start() error {
 		// One transport failed before serving: take the other one down too.
 		_ = pc.Close()
 		_ = l.Close()
+		s.udp, s.tcp = nil, nil
 		return fmt.Errorf("dnsdisco: serve on %s: %w", s.addr, err)
 	}
 	// The NS glue record carries the bound address, known only now.
