@@ -27,7 +27,7 @@ type Instance struct {
 	TaskID      string
 	ServiceName string
 	NodeID      string
-	ID          string // container ID or PID
+	ID          string        // container ID or PID
 	State       api.TaskState // TaskRunning, or TaskComplete / TaskFailed once exited
 	ExitCode    int
 	Err         string
