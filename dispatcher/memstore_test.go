@@ -1,0 +1,246 @@
+package dispatcher
+
+import (
+	"cmp"
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+)
+
+// memStore is the in-memory fake of Store. applyOp mirrors, op for op, the semantics
+// written down in DESIGN.md that the raftstore FSM implements.
+type memStore struct {
+	mu       sync.Mutex
+	index    uint64
+	nodes    map[string]*api.Node
+	services map[string]*api.Service
+	tasks    map[string]*api.Task
+	watch    chan struct{}
+	batches  int // ApplyTaskOps calls that changed something
+	applyErr error
+}
+
+func newMemStore() *memStore {
+	return &memStore{
+		index:    1,
+		nodes:    map[string]*api.Node{},
+		services: map[string]*api.Service{},
+		tasks:    map[string]*api.Task{},
+		watch:    make(chan struct{}),
+	}
+}
+
+// changed bumps the index and wakes watchers; callers hold mu.
+func (s *memStore) changed() {
+	s.index++
+	close(s.watch)
+	s.watch = make(chan struct{})
+}
+
+func (s *memStore) Watch() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.watch
+}
+
+func (s *memStore) ApplyTaskOps(_ context.Context, ops []api.TaskOp) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applyErr != nil {
+		return s.applyErr
+	}
+	if applyOps(s.tasks, ops, s.index+1) {
+		s.batches++
+		s.changed()
+	}
+	return nil
+}
+
+// applyOps applies one batch as one entry at index; it reports whether anything changed.
+func applyOps(tasks map[string]*api.Task, ops []api.TaskOp, index uint64) bool {
+	changed := false
+	for _, op := range ops {
+		if applyOp(tasks, op, index) {
+			changed = true
+		}
+	}
+	return changed
+}
+
+// applyOp is the FSM's task-op semantics; an op whose precondition fails is a no-op.
+func applyOp(tasks map[string]*api.Task, op api.TaskOp, index uint64) bool {
+	if op.Kind == api.TaskOpCreate {
+		if op.Task == nil || tasks[op.Task.ID] != nil {
+			return false
+		}
+		t := cloneTask(op.Task)
+		t.Status.State = api.TaskNew
+		t.CreateIndex, t.ModifyIndex = index, index
+		tasks[t.ID] = t
+		return true
+	}
+	old := tasks[op.TaskID]
+	if old == nil {
+		return false
+	}
+	t := cloneTask(old) // copy on write: snapshots handed out keep their view
+	switch op.Kind {
+	case api.TaskOpAssign:
+		if t.Status.State > api.TaskPending {
+			return false
+		}
+		t.NodeID = op.NodeID
+		t.PendingReason = ""
+		t.Status = api.TaskStatus{State: api.TaskAssigned, Message: "assigned", Timestamp: op.At}
+	case api.TaskOpPending:
+		if t.Status.State > api.TaskPending {
+			return false
+		}
+		t.PendingReason = op.Reason
+		t.Status = api.TaskStatus{State: api.TaskPending, Message: "pending", Timestamp: op.At}
+	case api.TaskOpDesired:
+		if op.Desired <= t.DesiredState {
+			return false
+		}
+		t.DesiredState = op.Desired
+	case api.TaskOpStatus:
+		if op.Status.State < t.Status.State {
+			return false
+		}
+		t.Status = op.Status
+		t.Status.Ports = slices.Clone(op.Status.Ports)
+	case api.TaskOpDelete:
+		if !t.Status.State.Terminal() {
+			return false
+		}
+		delete(tasks, op.TaskID)
+		return true
+	default:
+		return false
+	}
+	t.ModifyIndex = index
+	tasks[t.ID] = t
+	return true
+}
+
+func cloneTask(t *api.Task) *api.Task {
+	c := *t
+	c.Spec.Command = slices.Clone(t.Spec.Command)
+	c.Spec.Env = slices.Clone(t.Spec.Env)
+	c.Spec.Labels = maps.Clone(t.Spec.Labels)
+	c.Spec.Ports = slices.Clone(t.Spec.Ports)
+	c.Spec.Constraints = slices.Clone(t.Spec.Constraints)
+	c.Status.Ports = slices.Clone(t.Status.Ports)
+	return &c
+}
+
+// Test helpers that stand in for the API (nodes, services) and for workers.
+
+func (s *memStore) putNode(n *api.Node) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *n
+	c.Labels = maps.Clone(n.Labels)
+	s.nodes[n.ID] = &c
+	s.changed()
+}
+
+func (s *memStore) updateNode(id string, f func(n *api.Node)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *s.nodes[id]
+	f(&c)
+	s.nodes[id] = &c
+	s.changed()
+}
+
+func (s *memStore) putService(svc *api.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := *svc
+	s.services[svc.ID] = &c
+	s.changed()
+}
+
+func (s *memStore) removeService(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.services, id)
+	s.changed()
+}
+
+// workerStep plays every live worker once: placed tasks meant to run start, and
+// tasks asked to stop report shut down. Workers on down nodes say nothing. It reports
+// whether it changed anything.
+func (s *memStore) workerStep(at time.Time) bool {
+	var ops []api.TaskOp
+	s.mu.Lock()
+	for _, t := range sortedTasks(s.tasks) {
+		n := s.nodes[t.NodeID]
+		if n == nil || n.Status != api.NodeReady || t.Status.State < api.TaskAssigned || t.Status.State.Terminal() {
+			continue
+		}
+		switch {
+		case t.DesiredState > api.TaskRunning:
+			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, Status: api.TaskStatus{State: api.TaskShutdown, Message: "shut down", Timestamp: at}})
+		case t.Status.State < api.TaskRunning:
+			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, Status: api.TaskStatus{State: api.TaskRunning, Message: "started", Timestamp: at}})
+		}
+	}
+	s.mu.Unlock()
+	if len(ops) == 0 {
+		return false
+	}
+	s.ApplyTaskOps(context.Background(), ops)
+	return true
+}
+
+// reportStatus reports a task state as its worker would.
+func (s *memStore) reportStatus(id string, st api.TaskState, at time.Time) {
+	s.ApplyTaskOps(context.Background(), []api.TaskOp{{Kind: api.TaskOpStatus, TaskID: id, Status: api.TaskStatus{State: st, Timestamp: at}}})
+}
+
+func sortedTasks(m map[string]*api.Task) []*api.Task {
+	ts := slices.Collect(maps.Values(m))
+	slices.SortFunc(ts, func(a, b *api.Task) int { return cmp.Compare(a.ID, b.ID) })
+	return ts
+}
+
+func (s *memStore) Snapshot() Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Objects are replaced, never changed in place, so sharing pointers is safe.
+	snap := &memSnapshot{index: s.index, byService: map[string][]*api.Task{}, byNode: map[string][]*api.Task{}}
+	snap.nodes = slices.Collect(maps.Values(s.nodes))
+	slices.SortFunc(snap.nodes, func(a, b *api.Node) int { return cmp.Compare(a.ID, b.ID) })
+	snap.services = slices.Collect(maps.Values(s.services))
+	slices.SortFunc(snap.services, func(a, b *api.Service) int { return cmp.Compare(a.ID, b.ID) })
+	snap.tasks = sortedTasks(s.tasks)
+	for _, t := range snap.tasks {
+		snap.byService[t.ServiceID] = append(snap.byService[t.ServiceID], t)
+		if t.NodeID != "" {
+			snap.byNode[t.NodeID] = append(snap.byNode[t.NodeID], t)
+		}
+	}
+	return snap
+}
+
+type memSnapshot struct {
+	index     uint64
+	nodes     []*api.Node
+	services  []*api.Service
+	tasks     []*api.Task
+	byService map[string][]*api.Task
+	byNode    map[string][]*api.Task
+}
+
+func (s *memSnapshot) Index() uint64                         { return s.index }
+func (s *memSnapshot) Nodes() []*api.Node                    { return s.nodes }
+func (s *memSnapshot) Services() []*api.Service              { return s.services }
+func (s *memSnapshot) Tasks() []*api.Task                    { return s.tasks }
+func (s *memSnapshot) TasksByService(id string) []*api.Task  { return s.byService[id] }
+func (s *memSnapshot) TasksByNode(nodeID string) []*api.Task { return s.byNode[nodeID] }
