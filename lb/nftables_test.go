@@ -1,0 +1,211 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+)
+
+func listenIn(ns *testNS) func(string) (net.Listener, error) {
+	return func(addr string) (ln net.Listener, err error) {
+		err = ns.Do(func() error {
+			ln, err = net.Listen("tcp", addr)
+			return err
+		})
+		return ln, err
+	}
+}
+
+func spreadIn(ns *testNS, n int, addr string) (map[string]int, error) {
+	var got map[string]int
+	err := ns.Do(func() error {
+		var err error
+		got, err = spread(n, func() (string, error) { return askID(addr) })
+		return err
+	})
+	return got, err
+}
+
+func vipTable(vip string, port int, backends ...string) Table {
+	f := Frontend{Service: "web", IP: net.ParseIP(vip), Port: port, Proto: "tcp"}
+	for _, b := range backends {
+		h, p, _ := net.SplitHostPort(b)
+		var pn int
+		fmt.Sscan(p, &pn)
+		f.Backends = append(f.Backends, Backend{IP: net.ParseIP(h), Port: pn})
+	}
+	return Table{Frontends: []Frontend{f}}
+}
+
+func assertEven(t *testing.T, got map[string]int, n int, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		if got[name] < n/len(names)*6/10 { // each > 60% of a fair share
+			t.Errorf("backend %s got %d of %d connections, want a roughly even share: %v", name, got[name], n, got)
+		}
+	}
+}
+
+func TestNftablesNetns(t *testing.T) {
+	ns := newTestNS(t)
+	ctx := context.Background()
+	const table = "swl-test"
+	backends := []string{"127.0.0.11:8080", "127.0.0.12:8080", "127.0.0.13:8080"}
+	for i, b := range backends {
+		startIDServer(t, fmt.Sprintf("b%d", i+1), b, listenIn(ns))
+	}
+	newLB := func() Balancer {
+		b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: int(ns.h)})
+		if err != nil {
+			t.Fatalf("New(nftables): %v", err)
+		}
+		return b
+	}
+	b := newLB()
+	t.Cleanup(func() { b.Close() })
+	listTable := func() string { return ns.run(t, "nft", "-a", "list", "table", "ip", table) }
+
+	full := vipTable("127.128.0.1", 80, backends...)
+	full.Frontends = append(full.Frontends, Frontend{Service: "empty", IP: net.ParseIP("127.128.0.2"), Port: 80, Proto: "tcp"})
+	if err := b.Sync(ctx, full); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	t.Logf("nft list table after first Sync:\n%s", listTable())
+
+	const n = 300
+	got, err := spreadIn(ns, n, "127.128.0.1:80")
+	if err != nil {
+		t.Fatalf("connections through the VIP: %v (so far %v)", err, got)
+	}
+	assertEven(t, got, n, "b1", "b2", "b3")
+
+	// A frontend without backends refuses at once.
+	_, err = spreadIn(ns, 1, "127.128.0.2:80")
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("empty frontend: err = %v, want connection refused", err)
+	}
+
+	// Idempotent: a second Sync of the same table changes nothing (handles included).
+	before := listTable()
+	if err := b.Sync(ctx, full); err != nil {
+		t.Fatalf("second Sync: %v", err)
+	}
+	if after := listTable(); after != before {
+		t.Errorf("second Sync changed the ruleset:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// Restart: a fresh balancer adopts the table without touching it...
+	b2 := newLB()
+	if err := b2.Sync(ctx, full); err != nil {
+		t.Fatalf("Sync after restart: %v", err)
+	}
+	if after := listTable(); after != before {
+		t.Errorf("restarted balancer changed an up-to-date ruleset:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// ...and changes it in place: remove b3, only that frontend's chain changes.
+	less := vipTable("127.128.0.1", 80, backends[:2]...)
+	if err := b2.Sync(ctx, less); err != nil {
+		t.Fatalf("Sync without b3: %v", err)
+	}
+	rs := listTable()
+	t.Logf("nft list table after removing b3 and the empty frontend:\n%s", rs)
+	if c := strings.Count(rs, "chain fe-"); c != 1 {
+		t.Errorf("want exactly 1 frontend chain, got %d:\n%s", c, rs)
+	}
+	if strings.Contains(rs, "127.0.0.13") {
+		t.Errorf("b3 still in the ruleset:\n%s", rs)
+	}
+	got, err = spreadIn(ns, 100, "127.128.0.1:80")
+	if err != nil {
+		t.Fatalf("connections after removal: %v", err)
+	}
+	if got["b3"] != 0 {
+		t.Errorf("removed backend b3 got %d new connections: %v", got["b3"], got)
+	}
+	assertEven(t, got, 100, "b1", "b2")
+
+	// Close deletes our table and nothing else.
+	ns.run(t, "nft", "add", "table", "ip", "someone-else")
+	if err := b2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	all := ns.run(t, "nft", "list", "ruleset")
+	if strings.Contains(all, "table ip "+table) {
+		t.Errorf("table %s survived Close:\n%s", table, all)
+	}
+	if !strings.Contains(all, "table ip someone-else") {
+		t.Errorf("Close removed a table it does not own:\n%s", all)
+	}
+}
+
+// TestNftablesRemoteBackends checks the path that needs masquerade and
+// route_localnet: a 127/8 VIP in one namespace, backends on the far side of a
+// veth pair in another.
+func TestNftablesRemoteBackends(t *testing.T) {
+	client, server := newTestNS(t), newTestNS(t)
+	cnl, snl := client.netlink(t), server.netlink(t)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swl-c"}, PeerName: "swl-s"}
+	if err := cnl.LinkAdd(veth); err != nil {
+		t.Fatalf("veth: %v", err)
+	}
+	peer, err := cnl.LinkByName("swl-s")
+	if err != nil {
+		t.Fatalf("veth peer: %v", err)
+	}
+	if err := cnl.LinkSetNsFd(peer, int(server.h)); err != nil {
+		t.Fatalf("veth peer to server ns: %v", err)
+	}
+	setup := func(h *netlink.Handle, name string, addrs ...string) {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, a := range addrs {
+			ad, _ := netlink.ParseAddr(a)
+			if err := h.AddrAdd(l, ad); err != nil {
+				t.Fatalf("addr %s on %s: %v", a, name, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+	}
+	// 10.231.0.0/24 exists only inside these two test namespaces.
+	setup(cnl, "swl-c", "10.231.0.1/24")
+	setup(snl, "swl-s", "10.231.0.11/24", "10.231.0.12/24", "10.231.0.13/24")
+	backends := []string{"10.231.0.11:8080", "10.231.0.12:8080", "10.231.0.13:8080"}
+	var srv []*idServer
+	for i, be := range backends {
+		srv = append(srv, startIDServer(t, fmt.Sprintf("r%d", i+1), be, listenIn(server)))
+	}
+	if err := client.Do(EnableRouteLocalnet); err != nil {
+		t.Fatalf("route_localnet in client netns: %v", err)
+	}
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(client.h)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	if err := b.Sync(context.Background(), vipTable("127.128.0.9", 80, backends...)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	got, err := spreadIn(client, 150, "127.128.0.9:80")
+	if err != nil {
+		t.Fatalf("connections through the VIP to remote backends: %v (so far %v)", err, got)
+	}
+	assertEven(t, got, 150, "r1", "r2", "r3")
+	for _, s := range srv {
+		// Masqueraded: the backend sees the client namespace's veth address,
+		// not 127.0.0.1 (which it could not answer).
+		if _, peer := s.stats(); !strings.HasPrefix(peer, "10.231.0.1:") {
+			t.Errorf("backend %s saw peer %s, want 10.231.0.1 (masqueraded)", s.name, peer)
+		}
+	}
+}
