@@ -483,3 +483,23 @@ func TestMetaCodec(t *testing.T) {
 		t.Errorf("decode nil = %v, %v", got, err)
 	}
 }
+
+// A member that restarts without joining anyone is found again by the
+// survivors' reconnect loop (the path that heals a partition after
+// memberlist has stopped talking to members it declared dead).
+func TestReconnectFindsRestartedMember(t *testing.T) {
+	fast := func(c *Config) { c.ReconnectInterval = 200 * time.Millisecond }
+	a := start(t, "a", "127.77.13.1", fast)
+	b := start(t, "b", "127.77.13.2", fast)
+	if _, err := b.Join([]string{addrOf(a)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a and b to see each other", func() bool { return a.NumAlive() == 2 && b.NumAlive() == 2 })
+	_, port := a.LocalAddr()
+	_ = a.Shutdown()
+	waitEvent(t, b, 8*time.Second, EventFail, "a")
+
+	a2 := start(t, "a", "127.77.13.1", func(c *Config) { fast(c); c.BindPort = port })
+	waitEvent(t, b, 5*time.Second, EventJoin, "a")
+	waitFor(t, 5*time.Second, "restarted a to see b", func() bool { return a2.NumAlive() == 2 })
+}
