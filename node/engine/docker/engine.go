@@ -1,0 +1,542 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node/engine"
+)
+
+// DefaultStopTimeout is the grace between SIGTERM and SIGKILL, as Docker's own default.
+const DefaultStopTimeout = 10 * time.Second
+
+// Engine runs each task as a container on the local Docker engine (default bridge
+// network). Containers carry the engine.Label* labels; every query filters on this
+// node's ID, because several nodes may share one Docker engine. It never pulls:
+// images must already be present.
+type Engine struct {
+	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
+	// (DefaultStopTimeout if zero). Set it before the first Stop.
+	StopTimeout time.Duration
+
+	cfg engine.Config
+	log *slog.Logger
+	cli *client.Client
+	dns string // IP given to containers as their DNS server, "" for Docker's default
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+func newClient() (*client.Client, error) {
+	// The engine may be older than the client (Docker 20.10 speaks API 1.41).
+	return client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+}
+
+// Available reports whether a Docker engine answers a ping within about a second,
+// for `--engine auto`.
+func Available(ctx context.Context) bool {
+	cli, err := newClient()
+	if err != nil {
+		return false
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = cli.Ping(ctx)
+	return err == nil
+}
+
+// New connects to the Docker engine named by the environment (DOCKER_HOST, else the
+// default socket) and fails if it does not answer.
+func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cli, err := newClient()
+	if err != nil {
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine: %w", err)
+	}
+	e := &Engine{
+		cfg: cfg,
+		log: logger.With("component", "engine", "engine", "docker"),
+		cli: cli,
+	}
+	e.dns = containerDNS(cfg.DNS, e.log)
+	return e, nil
+}
+
+// containerDNS picks the address to give containers as their resolver. Docker's
+// --dns takes an IP only, so the node's DNS server must listen on port 53; and a
+// loopback address would be the container's own loopback. In both cases containers
+// keep Docker's default resolver (they still get SWARMLET_DNS) rather than one that
+// cannot answer.
+func containerDNS(dns string, log *slog.Logger) string {
+	if dns == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(dns)
+	if err != nil {
+		host, port = dns, "53"
+	}
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		log.Warn("containers keep Docker's resolver: DNS address is not an IP", "dns", dns)
+		return ""
+	case port != "53":
+		log.Warn("containers keep Docker's resolver: Docker can only point them at port 53", "dns", dns)
+		return ""
+	case ip.IsLoopback():
+		log.Warn("containers keep Docker's resolver: a loopback DNS address is unreachable from a container", "dns", dns)
+		return ""
+	}
+	return ip.String()
+}
+
+// Name implements engine.Engine.
+func (e *Engine) Name() string { return "docker" }
+
+// ContainerName is the name a task's container gets: swarmlet-SERVICE.SLOT.TASK,
+// which reads like Docker Swarm's and is unique because the task ID is.
+func ContainerName(t *api.Task) string {
+	return fmt.Sprintf("swarmlet-%s.%d.%s", t.ServiceName, t.Slot, t.ID)
+}
+
+func (e *Engine) stopTimeout() time.Duration {
+	if e.StopTimeout > 0 {
+		return e.StopTimeout
+	}
+	return DefaultStopTimeout
+}
+
+// Start implements engine.Engine.
+func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error) {
+	if t == nil || t.ID == "" {
+		return engine.Instance{}, errors.New("start task: no task ID")
+	}
+	labels := maps.Clone(t.Spec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, engine.Labels(e.cfg, t)) // ours win over the user's
+
+	exposed := nat.PortSet{}
+	bindings := nat.PortMap{}
+	for _, p := range t.Spec.Ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = "tcp"
+		}
+		port, err := nat.NewPort(proto, strconv.Itoa(p.TargetPort))
+		if err != nil {
+			return engine.Instance{}, fmt.Errorf("start task %s: port %d/%s: %v: %w", t.ID, p.TargetPort, proto, err, engine.ErrRejected)
+		}
+		exposed[port] = struct{}{}
+		host := "" // Docker picks a free one; read back after start
+		if p.PublishMode == api.PublishHost && p.PublishedPort > 0 {
+			host = strconv.Itoa(p.PublishedPort)
+		}
+		bindings[port] = append(bindings[port], nat.PortBinding{HostIP: e.cfg.NodeAddr, HostPort: host})
+	}
+	config := &container.Config{
+		Image:        t.Spec.Image,
+		Cmd:          t.Spec.Command,
+		Env:          engine.TaskEnv(e.cfg, t),
+		Labels:       labels,
+		ExposedPorts: exposed,
+	}
+	hostConfig := &container.HostConfig{
+		PortBindings: bindings,
+		Resources: container.Resources{
+			NanoCPUs: t.Spec.Limits.NanoCPUs,
+			Memory:   t.Spec.Limits.MemoryBytes,
+		},
+	}
+	if e.dns != "" {
+		hostConfig.DNS = []string{e.dns}
+	}
+	name := ContainerName(t)
+
+	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+	if cerrdefs.IsConflict(err) {
+		// The name is taken: Start was called before for this task (a worker restart).
+		if inst, ok, ierr := e.existing(ctx, name, t.ID); ierr != nil {
+			return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, ierr)
+		} else if ok {
+			return inst, nil
+		}
+		resp, err = e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+	}
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			// "No such image: X": swarmlet never pulls, so this node cannot run it.
+			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
+		}
+		if cerrdefs.IsInvalidArgument(err) {
+			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
+		}
+		return engine.Instance{}, fmt.Errorf("start task %s: create container: %w", t.ID, err)
+	}
+	if err := e.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
+		// A container that never started is of no use: remove it, even if ctx ended.
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		if rerr := e.cli.ContainerRemove(rmCtx, resp.ID, container.RemoveOptions{Force: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+			e.log.Warn("remove container that failed to start", "task", t.ID, "container", resp.ID, "err", rerr)
+		}
+		cancel()
+		if startRejected(err) {
+			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
+		}
+		return engine.Instance{}, fmt.Errorf("start task %s: start container: %w", t.ID, err)
+	}
+	// Read back the host ports Docker chose and the container's address.
+	info, err := e.cli.ContainerInspect(ctx, resp.ID)
+	if err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: inspect container: %w", t.ID, err)
+	}
+	inst := instanceFromInspect(info)
+	e.log.Info("started task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot,
+		"container", shortID(resp.ID), "image", t.Spec.Image, "addr", inst.Addr, "ports", inst.Ports)
+	return inst, nil
+}
+
+// existing looks at the container already named for this task. A running one is the
+// answer to a repeated Start; anything else (created but never started, exited) is
+// removed so that Start can create it afresh.
+func (e *Engine) existing(ctx context.Context, name, taskID string) (engine.Instance, bool, error) {
+	info, err := e.cli.ContainerInspect(ctx, name)
+	if cerrdefs.IsNotFound(err) {
+		return engine.Instance{}, false, nil
+	}
+	if err != nil {
+		return engine.Instance{}, false, fmt.Errorf("inspect container %s: %w", name, err)
+	}
+	inst := instanceFromInspect(info)
+	if inst.TaskID == taskID && inst.NodeID == e.cfg.NodeID && inst.State == api.TaskRunning {
+		return inst, true, nil
+	}
+	if inst.NodeID != e.cfg.NodeID {
+		return engine.Instance{}, false, fmt.Errorf("container %s belongs to node %q", name, inst.NodeID)
+	}
+	if err := e.cli.ContainerRemove(ctx, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return engine.Instance{}, false, fmt.Errorf("remove stale container %s: %w", name, err)
+	}
+	return engine.Instance{}, false, nil
+}
+
+// startRejected tells a container that cannot start here (its command does not
+// exist or cannot run) from a passing failure (a port in use, a busy engine).
+func startRejected(err error) bool {
+	if cerrdefs.IsInvalidArgument(err) || cerrdefs.IsNotFound(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "executable file not found") ||
+		strings.Contains(msg, "no such file or directory") ||
+		strings.Contains(msg, "permission denied") && strings.Contains(msg, "exec")
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func (e *Engine) nodeFilter(extra ...filters.KeyValuePair) filters.Args {
+	args := filters.NewArgs(filters.Arg("label", engine.LabelNode+"="+e.cfg.NodeID))
+	for _, kv := range extra {
+		args.Add(kv.Key, kv.Value)
+	}
+	return args
+}
+
+// Stop implements engine.Engine: SIGTERM, SIGKILL after StopTimeout, then removal.
+func (e *Engine) Stop(ctx context.Context, taskID string) error {
+	cs, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: e.nodeFilter(filters.Arg("label", engine.LabelTask+"="+taskID)),
+	})
+	if err != nil {
+		return fmt.Errorf("stop task %s: list containers: %w", taskID, err)
+	}
+	for _, c := range cs {
+		if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
+			secs := int(e.stopTimeout().Round(time.Second) / time.Second)
+			if err := e.cli.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
+				// Removal with force kills it anyway; say why the grace was lost.
+				e.log.Warn("graceful stop failed", "task", taskID, "container", shortID(c.ID), "err", err)
+			}
+		}
+		if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("stop task %s: remove container %s: %w", taskID, shortID(c.ID), err)
+		}
+		e.log.Info("stopped task", "task", taskID, "container", shortID(c.ID))
+	}
+	return nil
+}
+
+// List implements engine.Engine. Running containers are described from the list
+// itself; exited ones are inspected for their exit code and error.
+func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
+	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: e.nodeFilter()})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]engine.Instance, 0, len(cs))
+	for _, c := range cs {
+		if c.Labels[engine.LabelTask] == "" {
+			continue
+		}
+		switch c.State {
+		case container.StateRunning, container.StatePaused, container.StateRestarting:
+			out = append(out, instanceFromSummary(c))
+		default:
+			info, err := e.cli.ContainerInspect(ctx, c.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return nil, fmt.Errorf("list containers: inspect %s: %w", shortID(c.ID), err)
+			}
+			out = append(out, instanceFromInspect(info))
+		}
+	}
+	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
+	return out, nil
+}
+
+func baseInstance(id string, labels map[string]string) engine.Instance {
+	return engine.Instance{
+		TaskID:      labels[engine.LabelTask],
+		ServiceName: labels[engine.LabelService],
+		NodeID:      labels[engine.LabelNode],
+		ID:          id,
+	}
+}
+
+func instanceFromSummary(c container.Summary) engine.Instance {
+	inst := baseInstance(c.ID, c.Labels)
+	inst.State = api.TaskRunning
+	if c.NetworkSettings != nil {
+		inst.Addr = networkIP(c.NetworkSettings.Networks)
+	}
+	seen := map[api.PortBinding]bool{}
+	for _, p := range c.Ports {
+		if p.PublicPort == 0 {
+			continue // exposed but not published
+		}
+		b := api.PortBinding{Protocol: p.Type, TargetPort: int(p.PrivatePort), HostPort: int(p.PublicPort)}
+		if !seen[b] { // one entry per address family otherwise
+			seen[b] = true
+			inst.Ports = append(inst.Ports, b)
+		}
+	}
+	sortPorts(inst.Ports)
+	return inst
+}
+
+func instanceFromInspect(info container.InspectResponse) engine.Instance {
+	var labels map[string]string
+	if info.Config != nil {
+		labels = info.Config.Labels
+	}
+	inst := baseInstance(info.ID, labels)
+	if info.NetworkSettings != nil {
+		inst.Addr = networkIP(info.NetworkSettings.Networks)
+		seen := map[api.PortBinding]bool{}
+		for port, bs := range info.NetworkSettings.Ports {
+			for _, pb := range bs {
+				hp, err := strconv.Atoi(pb.HostPort)
+				if err != nil || hp == 0 {
+					continue
+				}
+				b := api.PortBinding{Protocol: port.Proto(), TargetPort: port.Int(), HostPort: hp}
+				if !seen[b] {
+					seen[b] = true
+					inst.Ports = append(inst.Ports, b)
+				}
+			}
+		}
+		sortPorts(inst.Ports)
+	}
+	if info.ContainerJSONBase == nil || info.State == nil {
+		inst.State = api.TaskFailed
+		inst.Err = "container state unknown"
+		return inst
+	}
+	st := info.State
+	switch st.Status {
+	case container.StateRunning, container.StatePaused, container.StateRestarting:
+		inst.State = api.TaskRunning
+	case container.StateCreated:
+		// Between create and start, or left so by a worker that died in between;
+		// Start removes and recreates such a container.
+		inst.State = api.TaskStarting
+	default: // exited, dead, removing
+		inst.ExitCode = st.ExitCode
+		switch {
+		case st.OOMKilled:
+			inst.Err = "out of memory (OOM killed)"
+		case st.Error != "":
+			inst.Err = st.Error
+		case st.ExitCode != 0:
+			inst.Err = fmt.Sprintf("exit status %d", st.ExitCode)
+		}
+		inst.State = api.TaskComplete
+		if inst.Err != "" {
+			inst.State = api.TaskFailed
+		}
+	}
+	return inst
+}
+
+// networkIP is the container's address: on the default bridge if it is there, else
+// on the first network by name (a stable choice).
+func networkIP(nets map[string]*network.EndpointSettings) string {
+	if n := nets["bridge"]; n != nil && n.IPAddress != "" {
+		return n.IPAddress
+	}
+	for _, name := range slices.Sorted(maps.Keys(nets)) {
+		if n := nets[name]; n != nil && n.IPAddress != "" {
+			return n.IPAddress
+		}
+	}
+	return ""
+}
+
+func sortPorts(ps []api.PortBinding) {
+	slices.SortFunc(ps, func(a, b api.PortBinding) int {
+		if a.TargetPort != b.TargetPort {
+			return a.TargetPort - b.TargetPort
+		}
+		if a.Protocol != b.Protocol {
+			return strings.Compare(a.Protocol, b.Protocol)
+		}
+		return a.HostPort - b.HostPort
+	})
+}
+
+// Changes implements engine.Engine from the Docker event stream: die, oom and
+// destroy of this node's containers. A broken stream is reopened from the time of
+// the last event seen, so nothing is missed across the gap.
+func (e *Engine) Changes(ctx context.Context) <-chan string {
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		since := time.Now()
+		for ctx.Err() == nil {
+			opts := events.ListOptions{
+				Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()),
+				Filters: e.nodeFilter(
+					filters.Arg("type", string(events.ContainerEventType)),
+					filters.Arg("event", string(events.ActionDie)),
+					filters.Arg("event", string(events.ActionOOM)),
+					filters.Arg("event", string(events.ActionDestroy)),
+				),
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			msgs, errs := e.cli.Events(sctx, opts)
+			err := e.forward(ctx, msgs, errs, out, &since)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			e.log.Warn("docker event stream broke, reconnecting", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return out
+}
+
+// forward copies task IDs from one event stream to out until the stream fails.
+func (e *Engine) forward(ctx context.Context, msgs <-chan events.Message, errs <-chan error, out chan<- string, since *time.Time) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errs:
+			if err == nil {
+				err = errors.New("event stream closed")
+			}
+			return err
+		case m := <-msgs:
+			if m.TimeNano != 0 {
+				*since = time.Unix(0, m.TimeNano)
+			}
+			id := m.Actor.Attributes[engine.LabelTask]
+			if id == "" {
+				continue
+			}
+			select {
+			case out <- id:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// Logs implements engine.Engine. tail > 0 starts at the last tail lines, else at the
+// beginning. With follow it copies until ctx ends or the container stops.
+func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+	cs, err := e.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: e.nodeFilter(filters.Arg("label", engine.LabelTask+"="+taskID)),
+	})
+	if err != nil {
+		return fmt.Errorf("logs of task %s: %w", taskID, err)
+	}
+	if len(cs) == 0 {
+		return fmt.Errorf("logs of task %s: no such task", taskID)
+	}
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Tail: "all"}
+	if tail > 0 {
+		opts.Tail = strconv.Itoa(tail)
+	}
+	rc, err := e.cli.ContainerLogs(ctx, cs[0].ID, opts)
+	if err != nil {
+		return fmt.Errorf("logs of task %s: %w", taskID, err)
+	}
+	defer rc.Close()
+	// Containers run without a TTY, so the stream is multiplexed stdout/stderr.
+	if _, err := stdcopy.StdCopy(w, w, rc); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("logs of task %s: %w", taskID, err)
+	}
+	return nil
+}
+
+// Close implements engine.Engine. Containers keep running.
+func (e *Engine) Close() error {
+	return e.cli.Close()
+}
