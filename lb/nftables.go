@@ -146,6 +146,12 @@ func (b *nftBalancer) Sync(ctx context.Context, t Table) error {
 		return errors.Join(fmt.Errorf("nftables sync: %w", err), verr)
 	}
 	b.log.Info("nftables synced", "frontends", len(desired), "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove), "rebuilt", st.tableExists && !st.baseOK)
+	if n, err := flushStaleUDP(b.cfg.NetNSFd, plan); err != nil {
+		// The rules are right; stale UDP flows only linger until they idle out.
+		b.log.Warn("udp conntrack cleanup failed", "err", err)
+	} else if n > 0 {
+		b.log.Info("udp conntrack entries to removed backends deleted", "entries", n)
+	}
 	return verr
 }
 

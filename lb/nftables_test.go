@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -207,5 +208,72 @@ func TestNftablesRemoteBackends(t *testing.T) {
 		if _, peer := s.stats(); !strings.HasPrefix(peer, "10.231.0.1:") {
 			t.Errorf("backend %s saw peer %s, want 10.231.0.1 (masqueraded)", s.name, peer)
 		}
+	}
+}
+
+// TestNftablesUDPRemoval checks that a UDP flow pinned (by conntrack) to a
+// backend moves when that backend is removed, and that the same table synced
+// again is a no-op for UDP too.
+func TestNftablesUDPRemoval(t *testing.T) {
+	ns := newTestNS(t)
+	var backends []string
+	for i := range 2 {
+		var pc net.PacketConn
+		if err := ns.Do(func() (err error) {
+			pc, err = net.ListenPacket("udp", fmt.Sprintf("127.0.0.%d:5353", 21+i))
+			return err
+		}); err != nil {
+			t.Fatalf("udp backend: %v", err)
+		}
+		backends = append(backends, serveUDPID(t, fmt.Sprintf("u%d", i+1), pc))
+	}
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(ns.h)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	udpTable := func(bs ...string) Table {
+		tb := vipTable("127.128.0.53", 53, bs...)
+		tb.Frontends[0].Proto, tb.Frontends[0].Service = "udp", "dns"
+		return tb
+	}
+	ctx := context.Background()
+	if err := b.Sync(ctx, udpTable(backends...)); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	// One client socket = one 5-tuple = one conntrack entry = one backend.
+	var c net.Conn
+	if err := ns.Do(func() (err error) {
+		c, err = net.Dial("udp", "127.128.0.53:53")
+		return err
+	}); err != nil {
+		t.Fatalf("dial udp vip: %v", err)
+	}
+	defer c.Close()
+	ask := func() string {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("who")); err != nil {
+			t.Fatalf("udp write: %v", err)
+		}
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("udp read: %v", err)
+		}
+		return string(buf[:n])
+	}
+	first := ask()
+	for range 5 {
+		if got := ask(); got != first {
+			t.Fatalf("flow moved from %s to %s without a change", first, got)
+		}
+	}
+	keep := map[string]string{"u1": backends[1], "u2": backends[0]}[first]
+	if err := b.Sync(ctx, udpTable(keep)); err != nil {
+		t.Fatalf("Sync without %s: %v", first, err)
+	}
+	if got := ask(); got == first {
+		t.Errorf("udp flow still reaches removed backend %s", first)
 	}
 }

@@ -189,6 +189,10 @@ func startUDPID(t testing.TB, name, addr string) string {
 	if err != nil {
 		t.Fatalf("udp listen: %v", err)
 	}
+	return serveUDPID(t, name, pc)
+}
+
+func serveUDPID(t testing.TB, name string, pc net.PacketConn) string {
 	t.Cleanup(func() { pc.Close() })
 	go func() {
 		buf := make([]byte, 1500)
