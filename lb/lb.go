@@ -171,6 +171,11 @@ func normalizeFrontend(f Frontend, v4only bool) (desiredFE, error) {
 	if err != nil {
 		return desiredFE{}, err
 	}
+	if v4only && addr.IsUnspecified() {
+		// The kernel balancers match one destination address; a port
+		// published on every node address takes one frontend per address.
+		return desiredFE{}, fmt.Errorf("unspecified frontend address: the kernel balancers need one frontend per address")
+	}
 	if f.Port <= 0 || f.Port > 65535 {
 		return desiredFE{}, fmt.Errorf("port %d out of range", f.Port)
 	}

@@ -277,3 +277,51 @@ func TestNftablesUDPRemoval(t *testing.T) {
 		t.Errorf("udp flow still reaches removed backend %s", first)
 	}
 }
+
+// TestNftablesRepairs damages the table the way an operator or another tool
+// might and checks that the next Sync restores exactly the intended ruleset.
+func TestNftablesRepairs(t *testing.T) {
+	ns := newTestNS(t)
+	for i := range 2 {
+		startIDServer(t, fmt.Sprintf("b%d", i+1), fmt.Sprintf("127.0.0.%d:8080", 11+i), listenIn(ns))
+	}
+	const table = "swl-repair"
+	b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: int(ns.h)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	tbl := vipTable("127.128.0.1", 80, "127.0.0.11:8080", "127.0.0.12:8080")
+	if err := b.Sync(ctx, tbl); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	// Without handles, so that rebuilt objects compare equal.
+	want := ns.run(t, "nft", "list", "table", "ip", table)
+	tests := []struct {
+		name   string
+		damage []string
+	}{
+		{"map element deleted", []string{"delete", "element", "ip", table, "frontends", "{ 127.128.0.1 . tcp . 80 }"}},
+		{"frontend chain flushed", []string{"flush", "chain", "ip", table, "fe-tcp-127.128.0.1-80"}},
+		{"extra rule in a base chain", []string{"add", "rule", "ip", table, "output", "counter"}},
+		{"base chain deleted", []string{"delete", "chain", "ip", table, "postrouting"}},
+		{"stray frontend chain", []string{"add", "chain", "ip", table, "fe-udp-127.128.0.9-53"}},
+		{"table deleted", []string{"delete", "table", "ip", table}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns.run(t, "nft", tt.damage...)
+			if err := b.Sync(ctx, tbl); err != nil {
+				t.Fatalf("Sync: %v", err)
+			}
+			if got := ns.run(t, "nft", "list", "table", "ip", table); got != want {
+				t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
+			}
+			got, err := spreadIn(ns, 20, "127.128.0.1:80")
+			if err != nil || got["b1"]+got["b2"] != 20 {
+				t.Errorf("VIP after repair: %v, %v", got, err)
+			}
+		})
+	}
+}
