@@ -134,8 +134,11 @@ func (s *Server) Start() error {
 	started.Add(2)
 	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done}
 	s.tcp = &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
-		// Idle TCP clients must not pin goroutines forever.
-		IdleTimeout: func() time.Duration { return 10 * time.Second }}
+		// Idle TCP clients must not pin goroutines forever; busy ones may
+		// keep their connection (miekg closes after 128 queries by default,
+		// which costs a stub resolver that pipelines a reconnect).
+		IdleTimeout:   func() time.Duration { return 10 * time.Second },
+		MaxTCPQueries: -1}
 
 	errc := make(chan error, 2)
 	s.done = make(chan struct{})
