@@ -32,6 +32,8 @@ import (
 
 const (
 	testImage = "swarmlet/whoami:test"
+	// testImageNoEntrypoint runs its Command as given, to test a missing program.
+	testImageNoEntrypoint = "swarmlet/whoami:test-noentrypoint"
 	// testLabel marks every container these tests create, for the sweep.
 	testLabel = "swarmlet.test"
 )
@@ -85,7 +87,7 @@ func buildWhoami(ctx context.Context, cli *client.Client) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "whoami")
-	gobuild := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/whoami")
+	gobuild := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/whoami") // as build.sh
 	gobuild.Dir = root
 	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 	if out, err := gobuild.CombinedOutput(); err != nil {
@@ -95,17 +97,25 @@ func buildWhoami(ctx context.Context, cli *client.Client) error {
 	if err != nil {
 		return err
 	}
+	if err := buildImage(ctx, cli, testImage, map[string][]byte{"Dockerfile": dockerfile, "whoami": binary}); err != nil {
+		return err
+	}
+	// FROM a local image: present, so the builder does not pull it.
+	return buildImage(ctx, cli, testImageNoEntrypoint, map[string][]byte{
+		"Dockerfile": []byte("FROM " + testImage + "\nENTRYPOINT []\n"),
+	})
+}
+
+// buildImage builds tag from a context of the given files (all made executable,
+// which the Dockerfile does not mind).
+func buildImage(ctx context.Context, cli *client.Client, tag string, files map[string][]byte) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, dockerfile}, {"whoami", 0o755, binary}} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data))}); err != nil {
 			return err
 		}
-		if _, err := tw.Write(f.data); err != nil {
+		if _, err := tw.Write(data); err != nil {
 			return err
 		}
 	}
@@ -113,10 +123,10 @@ func buildWhoami(ctx context.Context, cli *client.Client) error {
 		return err
 	}
 	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{testImage}, Remove: true, ForceRemove: true, PullParent: false,
+		Tags: []string{tag}, Remove: true, ForceRemove: true, PullParent: false,
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("build %s: %w", tag, err)
 	}
 	defer resp.Body.Close()
 	// The build's outcome is in the stream: an "error" message means it failed.
@@ -128,10 +138,10 @@ func buildWhoami(ctx context.Context, cli *client.Client) error {
 		if err := dec.Decode(&msg); err == io.EOF {
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("read build output: %w", err)
+			return fmt.Errorf("build %s: read output: %w", tag, err)
 		}
 		if msg.Error != "" {
-			return errors.New(msg.Error)
+			return fmt.Errorf("build %s: %s", tag, msg.Error)
 		}
 	}
 }
@@ -359,18 +369,22 @@ func TestMissingImageRejected(t *testing.T) {
 		t.Fatalf("error = %v, want ErrRejected with No such image", err)
 	}
 
+	// A command that does not exist in the image (which has no entrypoint, so
+	// Command is what runs) is rejected too, and leaves no container behind.
 	bad := whoamiTask("t-badcmd", 1)
-	bad.Spec.Image = testImage
-	bad.Spec.Command = []string{"ignored"}
-	// The image's entrypoint makes Command its arguments; an entrypoint that does
-	// not exist needs a raw container, so check the classification directly.
-	if !startRejected(fmt.Errorf(`OCI runtime create failed: exec: "/nope": stat /nope: no such file or directory: unknown`)) {
-		t.Fatal("a missing executable is not classed as rejected")
+	bad.Spec.Image = testImageNoEntrypoint
+	bad.Spec.Command = []string{"/no-such-program"}
+	_, err = e.Start(context.Background(), bad)
+	if !errors.Is(err, engine.ErrRejected) || !strings.Contains(err.Error(), "no-such-program") {
+		t.Fatalf("bad command: error = %v, want ErrRejected naming the program", err)
 	}
-	if _, err := e.Start(context.Background(), bad); err != nil {
+	good := whoamiTask("t-goodcmd", 1)
+	good.Spec.Image = testImageNoEntrypoint
+	good.Spec.Command = []string{"/whoami"}
+	if _, err := e.Start(context.Background(), good); err != nil {
 		t.Fatal(err)
 	}
-	if list, _ := e.List(context.Background()); len(list) != 1 {
+	if list, _ := e.List(context.Background()); len(list) != 1 || list[0].TaskID != good.ID {
 		t.Fatalf("list = %+v, want just the good task", list)
 	}
 }

@@ -1,0 +1,107 @@
+package api
+
+// Wire types of the HTTP API (/v1/...).
+
+// Error kinds tell a client what a failure guarantees.
+const (
+	ErrKindInvalid  = "invalid"   // bad input; nothing changed
+	ErrKindNotFound = "not_found" // nothing changed
+	ErrKindConflict = "conflict"  // name taken or version conflict; nothing changed
+	ErrKindRefused  = "refused"   // not written (no leader, shutting down); nothing changed
+	ErrKindNoQuorum = "no_quorum" // managers cannot agree; nothing changed
+	ErrKindUnknown  = "unknown"   // the change may or may not have been applied
+	ErrKindInternal = "internal"
+)
+
+// ErrorBody is every error response's body.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Kind  string `json:"kind"`
+}
+
+// JoinRequest asks the cluster to admit a node.
+type JoinRequest struct {
+	Token string `json:"token"`
+	Node  Node   `json:"node"`
+}
+
+// JoinResponse tells a joining node what it joined.
+type JoinResponse struct {
+	ClusterID string   `json:"cluster_id"`
+	Role      NodeRole `json:"role"`
+	Managers  []Node   `json:"managers"`
+}
+
+// Info describes the node answering and the cluster as it sees it.
+type Info struct {
+	NodeID      string   `json:"node_id"`
+	Hostname    string   `json:"hostname"`
+	Addr        string   `json:"addr"`
+	Role        NodeRole `json:"role"`
+	ClusterID   string   `json:"cluster_id"`
+	Engine      string   `json:"engine"`
+	LB          string   `json:"lb"`
+	LeaderID    string   `json:"leader_id"`
+	IsLeader    bool     `json:"is_leader"`
+	RaftIndex   uint64   `json:"raft_index"`
+	RaftTerm    uint64   `json:"raft_term"`
+	Managers    int      `json:"managers"`
+	ManagersUp  int      `json:"managers_reachable"`
+	Nodes       int      `json:"nodes"`
+	Services    int      `json:"services"`
+	Tasks       int      `json:"tasks"`
+	DataDir     string   `json:"data_dir"`
+	Version     string   `json:"version"`
+	DNSAddr     string   `json:"dns_addr"`
+	GossipAlive int      `json:"gossip_alive"`
+}
+
+// DebugState lets scenario checkers compare managers.
+type DebugState struct {
+	NodeID string `json:"node_id"`
+	Index  uint64 `json:"index"`
+	Term   uint64 `json:"term"`
+	Leader string `json:"leader"`
+	Digest string `json:"digest"`
+}
+
+// JoinTokens carries the current tokens.
+type JoinTokens struct {
+	Worker  string `json:"worker"`
+	Manager string `json:"manager"`
+}
+
+// NodeUpdateRequest changes a node (operator-owned fields).
+type NodeUpdateRequest struct {
+	Availability Availability      `json:"availability,omitempty"`
+	Role         NodeRole          `json:"role,omitempty"`
+	LabelAdd     map[string]string `json:"label_add,omitempty"`
+	LabelRm      []string          `json:"label_rm,omitempty"`
+}
+
+// ScaleRequest sets a service's replica count.
+type ScaleRequest struct {
+	Replicas uint64 `json:"replicas"`
+}
+
+// ServiceUpdateRequest replaces a spec, checked against Version (0: any).
+type ServiceUpdateRequest struct {
+	Version uint64      `json:"version"`
+	Spec    ServiceSpec `json:"spec"`
+}
+
+// Assignments is what a worker's session receives: its own record, its tasks, and
+// the endpoint table for discovery and load balancing.
+type Assignments struct {
+	Index     uint64             `json:"index"`
+	Node      *Node              `json:"node"`
+	Tasks     []*Task            `json:"tasks"`
+	Endpoints []ServiceEndpoints `json:"endpoints"`
+	Nodes     []Node             `json:"nodes"` // every node's address, for SRV targets and managers
+}
+
+// StatusReport carries a worker's task status changes.
+type StatusReport struct {
+	NodeID string   `json:"node_id"`
+	Ops    []TaskOp `json:"ops"`
+}

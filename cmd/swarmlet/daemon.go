@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node"
+)
+
+func daemonFlags(c *cobra.Command, cfg *node.Config) *string {
+	f := c.Flags()
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "127.0.0.1", "IP address other nodes reach this node on; every port binds here")
+	f.StringVar(&cfg.DataDir, "data-dir", node.DefaultDataDir, "directory holding this node's identity and state")
+	f.StringVar(&cfg.Engine, "engine", "auto", "what runs tasks: auto, docker or process")
+	avail := f.String("availability", "active", "active, pause or drain")
+	f.IntVar(&cfg.PortBase, "port-base", node.DefaultPortBase, "API port; Raft uses +1 and gossip +2")
+	f.IntVar(&cfg.DNSPort, "dns-port", 53, "port of the built-in DNS server (0 disables it)")
+	f.StringVar(&cfg.LB, "lb", "auto", "load balancer: auto, ipvs, nftables or userspace")
+	f.StringVar(&cfg.VIPPool, "vip-pool", node.DefaultVIPPool, "CIDR service virtual IPs are allocated from (init only)")
+	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers for names outside the cluster (default: /etc/resolv.conf)")
+	f.StringVar(&cfg.Hostname, "hostname", "", "name shown for this node (default: the host name)")
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	c.PreRunE = func(*cobra.Command, []string) error {
+		cfg.Availability = api.Availability(*avail)
+		var lvl slog.Level
+		if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+			return fmt.Errorf("invalid --log-level %q", *logLevel)
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+		cfg.Out = func(format string, args ...any) { fmt.Fprintf(os.Stdout, format, args...) }
+		return nil
+	}
+	return avail
+}
+
+func runDaemon(cfg node.Config) error {
+	d, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cmdContext()
+	defer cancel()
+	return d.Run(ctx)
+}
+
+func newInitCmd() *cobra.Command {
+	var cfg node.Config
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Start the first manager of a new cluster (or resume this data dir's node)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg.Init = true
+			return runDaemon(cfg)
+		},
+	}
+	daemonFlags(c, &cfg)
+	c.Flags().BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: restart this manager as the only voter, keeping the state")
+	return c
+}
+
+func newJoinCmd() *cobra.Command {
+	var cfg node.Config
+	c := &cobra.Command{
+		Use:   "join --token TOKEN MANAGER_ADDR[:PORT]",
+		Short: "Start a node that joins an existing cluster (or resume this data dir's node)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg.JoinAddr = args[0]
+			return runDaemon(cfg)
+		},
+	}
+	daemonFlags(c, &cfg)
+	c.Flags().StringVar(&cfg.Token, "token", "", "join token from 'swarmlet join-token worker|manager'")
+	return c
+}

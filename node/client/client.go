@@ -1,0 +1,278 @@
+// Package client is the Go client of swarmlet's HTTP API, used by the CLI, by
+// joining nodes and by workers talking to managers.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+)
+
+// Error is an error the API returned; Kind says what it guarantees (api.ErrKind*).
+type Error struct {
+	Status int
+	Kind   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// IsKind reports whether err is an API error of that kind.
+func IsKind(err error, kind string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Kind == kind
+}
+
+// ErrUnreachable wraps failures to reach the daemon at all: nothing was sent.
+var ErrUnreachable = errors.New("cannot reach the swarmlet daemon")
+
+// Client talks to one node's API.
+type Client struct {
+	base string // http://host or http://unix
+	hc   *http.Client
+	host string
+}
+
+// Options tune a client.
+type Options struct {
+	// LocalAddr, if set, is the address outgoing TCP connections leave from (DESIGN.md:
+	// every connection of a node leaves from its advertise address).
+	LocalAddr string
+	Timeout   time.Duration // per request, default 30 s (blocking queries add their wait)
+}
+
+// New parses unix:///path or tcp://host:port (or host:port).
+func New(host string, opt Options) (*Client, error) {
+	if opt.Timeout == 0 {
+		opt.Timeout = 30 * time.Second
+	}
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	if opt.LocalAddr != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(opt.LocalAddr)}
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
+	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host}
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		path := strings.TrimPrefix(host, "unix://")
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var ud net.Dialer
+			return ud.DialContext(ctx, "unix", path)
+		}
+		c.base = "http://swarmlet"
+	case strings.HasPrefix(host, "tcp://"):
+		tr.DialContext = d.DialContext
+		c.base = "http://" + strings.TrimPrefix(host, "tcp://")
+	case host != "" && !strings.Contains(host, "://"):
+		tr.DialContext = d.DialContext
+		c.base = "http://" + host
+	default:
+		return nil, fmt.Errorf("invalid host %q: use unix:///path/to/swarmlet.sock or tcp://HOST:PORT", host)
+	}
+	return c, nil
+}
+
+// Host is the address this client talks to.
+func (c *Client) Host() string { return c.host }
+
+// Do sends a request with an optional JSON body and decodes a JSON answer into out.
+// It returns the Raft index the answer reflects (0 if none).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint64, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if method != http.MethodGet && !isDialError(err) {
+			// The request may have reached the daemon before the connection broke.
+			return 0, &Error{Kind: api.ErrKindUnknown, Msg: fmt.Sprintf("outcome unknown: the change may or may not have been applied (%s: %v)", c.host, unwrapURL(err))}
+		}
+		return 0, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.host, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	idx, _ := strconv.ParseUint(resp.Header.Get("X-Swarmlet-Index"), 10, 64)
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+			eb = api.ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b))), Kind: api.ErrKindInternal}
+		}
+		return idx, &Error{Status: resp.StatusCode, Kind: eb.Kind, Msg: eb.Error}
+	}
+	if out != nil {
+		if w, ok := out.(io.Writer); ok {
+			_, err = io.Copy(w, resp.Body)
+			return idx, err
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return idx, fmt.Errorf("decode %s answer: %w", path, err)
+		}
+	}
+	return idx, nil
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// Blocking returns the query string of a blocking read.
+func Blocking(index uint64, wait time.Duration) string {
+	return fmt.Sprintf("index=%d&wait=%s", index, wait)
+}
+
+func (c *Client) Info(ctx context.Context) (api.Info, error) {
+	var out api.Info
+	_, err := c.Do(ctx, http.MethodGet, "/v1/info", nil, &out)
+	return out, err
+}
+
+func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinResponse, error) {
+	var out api.JoinResponse
+	_, err := c.Do(ctx, http.MethodPost, "/v1/cluster/join", req, &out)
+	return out, err
+}
+
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, uint64, error) {
+	var out []api.Node
+	idx, err := c.Do(ctx, http.MethodGet, "/v1/nodes", nil, &out)
+	return out, idx, err
+}
+
+func (c *Client) Node(ctx context.Context, id string) (api.Node, error) {
+	var out api.Node
+	_, err := c.Do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+func (c *Client) UpdateNode(ctx context.Context, id string, req api.NodeUpdateRequest) (api.Node, error) {
+	var out api.Node
+	_, err := c.Do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(id)+"/update", req, &out)
+	return out, err
+}
+
+func (c *Client) RemoveNode(ctx context.Context, id string, force bool) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/nodes/"+url.PathEscape(id)+"?force="+strconv.FormatBool(force), nil, nil)
+	return err
+}
+
+func (c *Client) JoinTokens(ctx context.Context) (api.JoinTokens, error) {
+	var out api.JoinTokens
+	_, err := c.Do(ctx, http.MethodGet, "/v1/join-tokens", nil, &out)
+	return out, err
+}
+
+func (c *Client) RotateToken(ctx context.Context, role api.NodeRole) (api.JoinTokens, error) {
+	var out api.JoinTokens
+	_, err := c.Do(ctx, http.MethodPost, "/v1/join-tokens/rotate?role="+string(role), nil, &out)
+	return out, err
+}
+
+func (c *Client) Leave(ctx context.Context, force bool) error {
+	_, err := c.Do(ctx, http.MethodPost, "/v1/leave?force="+strconv.FormatBool(force), nil, nil)
+	return err
+}
+
+func (c *Client) Services(ctx context.Context) ([]api.Service, uint64, error) {
+	var out []api.Service
+	idx, err := c.Do(ctx, http.MethodGet, "/v1/services", nil, &out)
+	return out, idx, err
+}
+
+func (c *Client) Service(ctx context.Context, name string) (api.Service, error) {
+	var out api.Service
+	_, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+func (c *Client) CreateService(ctx context.Context, spec api.ServiceSpec) (api.Service, error) {
+	var out api.Service
+	_, err := c.Do(ctx, http.MethodPost, "/v1/services", spec, &out)
+	return out, err
+}
+
+func (c *Client) ScaleService(ctx context.Context, name string, replicas uint64) (api.Service, error) {
+	var out api.Service
+	_, err := c.Do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/scale", api.ScaleRequest{Replicas: replicas}, &out)
+	return out, err
+}
+
+func (c *Client) UpdateService(ctx context.Context, name string, req api.ServiceUpdateRequest) (api.Service, error) {
+	var out api.Service
+	_, err := c.Do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/update", req, &out)
+	return out, err
+}
+
+func (c *Client) RemoveService(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), nil, nil)
+	return err
+}
+
+// Tasks lists a service's tasks; with index > 0 it blocks until the state passes index.
+func (c *Client) Tasks(ctx context.Context, service string, index uint64, wait time.Duration) ([]api.Task, uint64, error) {
+	var out []api.Task
+	idx, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/tasks?"+Blocking(index, wait), nil, &out)
+	return out, idx, err
+}
+
+// Logs copies a service's task logs to w.
+func (c *Client) Logs(ctx context.Context, service string, follow bool, tail int, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/services/%s/logs?follow=%t&tail=%d", url.PathEscape(service), follow, tail), nil, w)
+	return err
+}
+
+func (c *Client) DebugState(ctx context.Context) (api.DebugState, error) {
+	var out api.DebugState
+	_, err := c.Do(ctx, http.MethodGet, "/v1/debug/state", nil, &out)
+	return out, err
+}
+
+// Assignments is a worker's session long-poll.
+func (c *Client) Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error) {
+	var out api.Assignments
+	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?node="+url.QueryEscape(nodeID)+"&"+Blocking(index, wait), nil, &out)
+	return out, err
+}
+
+// ReportStatus sends a batch of task status changes.
+func (c *Client) ReportStatus(ctx context.Context, rep api.StatusReport) error {
+	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/status", rep, nil)
+	return err
+}
+
+// TaskLogs streams one local task's log (node-to-node, for service logs).
+func (c *Client) TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/local/tasks/%s/logs?follow=%t&tail=%d", url.PathEscape(taskID), follow, tail), nil, w)
+	return err
+}

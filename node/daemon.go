@@ -1,0 +1,455 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/gossip"
+	"github.com/swarmlet/swarmlet/node/client"
+	"github.com/swarmlet/swarmlet/raftstore"
+)
+
+// Version is the daemon's version string.
+var Version = "0.1.0-dev"
+
+// Daemon is one running swarmlet node.
+type Daemon struct {
+	cfg  Config
+	log  *slog.Logger
+	lock *os.File
+
+	mu    sync.Mutex
+	id    *identity
+	store *raftstore.Store // nil unless this node is a manager
+
+	gossip  *gossip.Gossip
+	servers []*http.Server
+	unixLn  net.Listener
+	tcpLn   net.Listener
+
+	// peers caches API clients to other nodes, keyed by API address.
+	peerMu sync.Mutex
+	peers  map[string]*client.Client
+
+	leaving chan struct{} // closed by `swarmlet leave`
+	stopped chan struct{}
+	bg      sync.WaitGroup
+	cancel  context.CancelFunc
+
+	extra       []func(ctx context.Context) // more per-node components, started after the core
+	leaderTasks []LeaderTask
+
+	memberChanged chan struct{} // gossip saw a join, leave or failure
+
+	parts      *nodeParts
+	engineKind string
+	left       bool // this node left the cluster: forget it on stop
+}
+
+// ErrAlreadyRunning is returned when another daemon holds the data dir.
+var ErrAlreadyRunning = errors.New("already running")
+
+// New checks the configuration and prepares a daemon; Run starts it.
+func New(cfg Config) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	return &Daemon{cfg: cfg, log: cfg.Logger, peers: map[string]*client.Client{},
+		leaving: make(chan struct{}), stopped: make(chan struct{}), memberChanged: make(chan struct{}, 1)}, nil
+}
+
+// Run starts the node and blocks until ctx ends (SIGTERM) or the node leaves.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	d.cancel = cancel
+	defer cancel()
+	if err := d.start(ctx); err != nil {
+		d.shutdown()
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-d.leaving:
+	}
+	d.shutdown()
+	return nil
+}
+
+func (d *Daemon) start(ctx context.Context) error {
+	if err := os.MkdirAll(d.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	err := d.lockDataDir()
+	if err != nil {
+		return err
+	}
+	if d.engineKind, err = d.chooseEngine(ctx); err != nil {
+		return err
+	}
+	id, err := loadIdentity(d.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	fresh := id == nil
+	switch {
+	case fresh && d.cfg.Init:
+		if d.cfg.ForceNewCluster {
+			return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds none", d.cfg.DataDir)
+		}
+		id = &identity{NodeID: randomID(12), Role: api.RoleManager}
+	case fresh:
+		if id, err = d.joinCluster(ctx); err != nil {
+			return err
+		}
+	default:
+		d.log.Info("resuming", "node", id.NodeID, "role", id.Role, "cluster", id.ClusterID)
+		if d.cfg.ForceNewCluster {
+			if id.Role != api.RoleManager {
+				return fmt.Errorf("--force-new-cluster: this node is a worker; run it on a surviving manager")
+			}
+			if err := raftstore.RecoverSingle(raftstore.Config{NodeID: id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir()}); err != nil {
+				return err
+			}
+			d.log.Info("raft configuration reset to this node alone", "node", id.NodeID)
+		}
+	}
+	id.PortBase, id.Addr = d.cfg.PortBase, d.cfg.AdvertiseAddr
+	if err := id.save(d.cfg.DataDir); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.id = id
+	d.mu.Unlock()
+	d.log = d.log.With("node", id.NodeID)
+
+	if id.Role == api.RoleManager {
+		if err := d.startRaft(fresh && d.cfg.Init); err != nil {
+			return err
+		}
+	}
+	if err := d.startParts(ctx); err != nil {
+		return err
+	}
+	if err := d.startGossip(); err != nil {
+		return err
+	}
+	if err := d.startAPI(); err != nil {
+		return err
+	}
+	d.leaderTasks = append(d.leaderTasks, d.dispatcherTasks()...)
+	if d.store != nil {
+		d.goBG(func() { d.leaderLoop(ctx) })
+	}
+	if fresh && d.cfg.Init {
+		if err := d.initCluster(ctx); err != nil {
+			return err
+		}
+	}
+	d.goBG(func() { d.registerLoop(ctx) })
+	for _, f := range d.extra {
+		d.goBG(func() { f(ctx) })
+	}
+	d.log.Info("started", "role", id.Role, "api", d.cfg.apiAddr(), "socket", d.cfg.socketPath())
+	return nil
+}
+
+func (d *Daemon) goBG(f func()) {
+	d.bg.Add(1)
+	go func() { defer d.bg.Done(); f() }()
+}
+
+func (d *Daemon) raftDir() string { return d.cfg.DataDir + "/raft" }
+
+// lockDataDir makes a second daemon on the same data dir fail at once instead of
+// corrupting the first one's Raft log.
+func (d *Daemon) lockDataDir() error {
+	f, err := os.OpenFile(d.cfg.DataDir+"/lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("a swarmlet daemon is already running with data dir %s: %w", d.cfg.DataDir, ErrAlreadyRunning)
+	}
+	d.lock = f
+	return nil
+}
+
+func (d *Daemon) startRaft(bootstrap bool) error {
+	stream, err := newStreamLayer(d.cfg.raftAddr())
+	if err != nil {
+		return fmt.Errorf("start raft: %w (is another node using port %d on %s?)", err, d.cfg.PortBase+offsetRaft, d.cfg.AdvertiseAddr)
+	}
+	st, err := raftstore.Open(raftstore.Config{
+		NodeID: d.id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir(),
+		Stream: stream, Bootstrap: bootstrap,
+		Logger: d.log.With("component", "raftstore"),
+	})
+	if err != nil {
+		return fmt.Errorf("start raft on %s: %w", d.cfg.raftAddr(), err)
+	}
+	d.mu.Lock()
+	d.store = st
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Daemon) gossipMeta() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	m := map[string]string{
+		"role": string(d.id.Role),
+		"api":  strconv.Itoa(d.cfg.PortBase + offsetAPI),
+		"raft": "0",
+	}
+	if d.store != nil {
+		m["raft"] = "1"
+	}
+	return m
+}
+
+func (d *Daemon) startGossip() error {
+	g, err := gossip.Start(gossip.Config{
+		Name: d.id.NodeID, BindAddr: d.cfg.AdvertiseAddr, BindPort: d.cfg.gossipPort(),
+		Meta: d.gossipMeta(), Logger: d.log.With("component", "gossip"),
+	})
+	if err != nil {
+		return fmt.Errorf("start gossip on %s:%d: %w", d.cfg.AdvertiseAddr, d.cfg.gossipPort(), err)
+	}
+	d.gossip = g
+	d.goBG(d.pumpGossipEvents)
+	var peers []string
+	for _, m := range d.id.Managers {
+		if m.ID != d.id.NodeID {
+			peers = append(peers, net.JoinHostPort(m.Addr, strconv.Itoa(m.GossipPort)))
+		}
+	}
+	if len(peers) > 0 {
+		// Peers may be down too (a whole-cluster restart); gossip heals as they return.
+		if _, err := g.Join(peers); err != nil {
+			d.log.Warn("gossip join", "peers", peers, "err", err)
+			d.goBG(func() { d.retryGossipJoin(peers) })
+		}
+	}
+	return nil
+}
+
+// pumpGossipEvents is the one reader of gossip events; it wakes the leader's
+// member reconciliation.
+func (d *Daemon) pumpGossipEvents() {
+	for {
+		select {
+		case <-d.stopped:
+			return
+		case ev, ok := <-d.gossip.Events():
+			if !ok {
+				return
+			}
+			d.log.Info("gossip event", "kind", ev.Kind.String(), "member", ev.Member.Name, "addr", ev.Member.Addr)
+			select {
+			case d.memberChanged <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (d *Daemon) retryGossipJoin(peers []string) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stopped:
+			return
+		case <-t.C:
+		}
+		if d.gossip.NumAlive() > 1 {
+			return
+		}
+		if _, err := d.gossip.Join(peers); err == nil {
+			return
+		}
+	}
+}
+
+// selfNode describes this node as it registers itself.
+func (d *Daemon) selfNode(id *identity) api.Node {
+	return api.Node{
+		ID: id.NodeID, Hostname: d.cfg.Hostname, Addr: d.cfg.AdvertiseAddr,
+		APIPort: d.cfg.PortBase + offsetAPI, RaftPort: d.cfg.PortBase + offsetRaft,
+		GossipPort: d.cfg.gossipPort(), DNSPort: d.cfg.DNSPort,
+		Role: id.Role, Availability: d.cfg.Availability, Engine: d.engineName(),
+		Resources: hostResources(),
+	}
+}
+
+func (d *Daemon) engineName() string {
+	if d.engineKind != "" {
+		return d.engineKind
+	}
+	return d.cfg.Engine
+}
+
+// initCluster waits for the fresh single-voter Raft to elect this node, then
+// records the cluster and this node.
+func (d *Daemon) initCluster(ctx context.Context) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for !d.store.IsLeader() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("init: this node did not become leader of its new cluster within 10s")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	clusterID := randomID(16)
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
+		ClusterID: clusterID, WorkerSecret: randomID(25), ManagerSecret: randomID(25),
+		VIPPool: d.cfg.VIPPool, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
+	}); err != nil {
+		return fmt.Errorf("init cluster: %w", err)
+	}
+	self := d.selfNode(d.id)
+	self.Status, self.StatusAt = api.NodeReady, time.Now().UTC()
+	if _, err := d.store.Apply(actx, &raftstore.NodeUpsert{Node: self}); err != nil {
+		return fmt.Errorf("init cluster: register node: %w", err)
+	}
+	d.mu.Lock()
+	d.id.ClusterID = clusterID
+	d.id.Managers = []api.Node{self}
+	err := d.id.save(d.cfg.DataDir)
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	cl := d.store.Snapshot().Cluster()
+	d.cfg.Out("Swarmlet initialised: node %s is now a manager.\n\n", d.id.NodeID)
+	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", makeToken(cl.ID, cl.WorkerSecret), d.cfg.AdvertiseAddr)
+	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", makeToken(cl.ID, cl.ManagerSecret), d.cfg.AdvertiseAddr)
+	return nil
+}
+
+// joinCluster asks a manager to admit this node and returns its new identity.
+func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
+	if d.cfg.Token == "" {
+		return nil, fmt.Errorf("join needs --token (get one with 'swarmlet join-token worker' on a manager)")
+	}
+	if _, _, err := parseToken(d.cfg.Token); err != nil {
+		return nil, err
+	}
+	addr := d.cfg.JoinAddr
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPortBase+offsetAPI))
+	}
+	c, err := client.New("tcp://"+addr, client.Options{LocalAddr: d.cfg.AdvertiseAddr, Timeout: 15 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	id := &identity{NodeID: randomID(12)}
+	self := d.selfNode(id)
+	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := c.Join(jctx, api.JoinRequest{Token: d.cfg.Token, Node: self})
+	if err != nil {
+		if errors.Is(err, client.ErrUnreachable) {
+			return nil, fmt.Errorf("join %s: no swarmlet manager answers there (is the address right and the manager running?)", addr)
+		}
+		return nil, fmt.Errorf("join %s: %w", addr, err)
+	}
+	id.ClusterID, id.Role, id.Managers = resp.ClusterID, resp.Role, resp.Managers
+	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr)
+	return id, nil
+}
+
+// registerLoop refreshes this node's record after a restart (address, ports,
+// engine), retrying until a leader accepts it.
+func (d *Daemon) registerLoop(ctx context.Context) {
+	for attempt := 0; ; attempt++ {
+		if d.registerSelf(ctx) == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 300 * time.Millisecond):
+		}
+	}
+}
+
+func (d *Daemon) registerSelf(ctx context.Context) error {
+	self := d.selfNode(d.id)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return d.writeToLeader(cctx, &raftstore.NodeUpsert{Node: self})
+}
+
+// shutdown stops the node's parts in reverse order. Tasks keep running: a restart
+// must not interrupt services (CLI.md).
+func (d *Daemon) shutdown() {
+	select {
+	case <-d.stopped:
+		return
+	default:
+	}
+	close(d.stopped)
+	if d.cancel != nil {
+		d.cancel()
+	}
+	for _, s := range d.servers {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.Shutdown(ctx)
+		cancel()
+	}
+	if d.gossip != nil {
+		if err := d.gossip.Leave(2 * time.Second); err != nil {
+			d.log.Warn("gossip leave", "err", err)
+		}
+		_ = d.gossip.Shutdown()
+	}
+	d.bg.Wait()
+	d.mu.Lock()
+	st := d.store
+	d.mu.Unlock()
+	if st != nil {
+		if err := st.Close(); err != nil {
+			d.log.Warn("raft shutdown", "err", err)
+		}
+	}
+	d.stopParts()
+	if d.left {
+		d.forgetCluster()
+	}
+	_ = os.Remove(d.cfg.socketPath())
+	if d.lock != nil {
+		d.lock.Close()
+	}
+	d.log.Info("stopped")
+}
+
+// hostResources is what this node offers the scheduler.
+func hostResources() api.Resources {
+	var r api.Resources
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		r.MemoryBytes = int64(si.Totalram) * int64(si.Unit)
+	}
+	r.NanoCPUs = int64(numCPU()) * 1e9
+	return r
+}

@@ -1,0 +1,274 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node/client"
+	"github.com/swarmlet/swarmlet/raftstore"
+)
+
+// Route kinds decide where a request is served.
+const (
+	routeLocal   = iota // this node answers from itself (info, local logs, leave)
+	routeRead           // the leader answers, after confirming it still leads (?stale: any manager)
+	routeWrite          // the leader answers
+	routeManager        // any manager answers from its own state (blocking session reads)
+)
+
+const forwardedHeader = "X-Swarmlet-Forwarded"
+
+func (d *Daemon) startAPI() error {
+	mux := http.NewServeMux()
+	handle := func(pattern string, kind int, h http.HandlerFunc) {
+		mux.HandleFunc(pattern, d.route(kind, h))
+	}
+	handle("GET /v1/info", routeLocal, d.handleInfo)
+	handle("GET /v1/debug/state", routeLocal, d.handleDebugState)
+	handle("POST /v1/leave", routeLocal, d.handleLeave)
+	handle("GET /v1/local/tasks/{id}/logs", routeLocal, d.handleLocalLogs)
+	handle("POST /v1/cluster/join", routeWrite, d.handleJoin)
+	handle("POST /v1/internal/apply", routeWrite, d.handleInternalApply)
+	handle("GET /v1/join-tokens", routeRead, d.handleJoinTokens)
+	handle("POST /v1/join-tokens/rotate", routeWrite, d.handleRotate)
+	handle("GET /v1/nodes", routeRead, d.handleNodes)
+	handle("GET /v1/nodes/{id}", routeRead, d.handleNode)
+	handle("POST /v1/nodes/{id}/update", routeWrite, d.handleNodeUpdate)
+	handle("DELETE /v1/nodes/{id}", routeWrite, d.handleNodeRemove)
+	handle("GET /v1/services", routeRead, d.handleServices)
+	handle("POST /v1/services", routeWrite, d.handleServiceCreate)
+	handle("GET /v1/services/{name}", routeRead, d.handleService)
+	handle("POST /v1/services/{name}/scale", routeWrite, d.handleServiceScale)
+	handle("POST /v1/services/{name}/update", routeWrite, d.handleServiceUpdate)
+	handle("DELETE /v1/services/{name}", routeWrite, d.handleServiceRemove)
+	handle("GET /v1/services/{name}/tasks", routeRead, d.handleTasks)
+	handle("GET /v1/services/{name}/logs", routeRead, d.handleServiceLogs)
+	handle("GET /v1/dispatcher/assignments", routeManager, d.handleAssignments)
+	handle("POST /v1/dispatcher/status", routeWrite, d.handleStatus)
+	handle("GET /v1/endpoints", routeManager, d.handleEndpoints)
+
+	sock := d.cfg.socketPath()
+	_ = os.Remove(sock) // a stale socket of a dead daemon; the data-dir lock says none runs
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		uln.Close()
+		return fmt.Errorf("chmod %s: %w", sock, err)
+	}
+	tln, err := net.Listen("tcp", d.cfg.apiAddr())
+	if err != nil {
+		uln.Close()
+		return fmt.Errorf("listen on %s: %w (is another node using port %d on %s?)", d.cfg.apiAddr(), err, d.cfg.PortBase, d.cfg.AdvertiseAddr)
+	}
+	for _, ln := range []net.Listener{uln, tln} {
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		d.servers = append(d.servers, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("api server", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// route sends a request where its kind says it is served: here, or on the leader
+// (forwarded whole), or on a manager (for workers).
+func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		st := d.store
+		d.mu.Unlock()
+		switch kind {
+		case routeLocal:
+			h(w, r)
+			return
+		case routeManager:
+			if st != nil {
+				h(w, r)
+				return
+			}
+			d.forwardToManager(w, r)
+			return
+		case routeRead:
+			if st != nil && r.URL.Query().Has("stale") {
+				h(w, r)
+				return
+			}
+		}
+		if st == nil {
+			d.forwardToManager(w, r)
+			return
+		}
+		if st.IsLeader() {
+			if kind == routeRead && r.URL.Query().Get("index") == "" {
+				// A deposed leader that has not noticed yet would serve stale data;
+				// confirming with a quorum makes reads linearizable.
+				if err := st.Raft().VerifyLeader().Error(); err != nil {
+					d.forwardToLeader(w, r, st)
+					return
+				}
+			}
+			h(w, r)
+			return
+		}
+		d.forwardToLeader(w, r, st)
+	}
+}
+
+func (d *Daemon) forwardToLeader(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	if r.Header.Get(forwardedHeader) != "" {
+		// Forwarded to us as the leader, but we no longer are: the sender retries.
+		writeError(w, fmt.Errorf("leadership changed while forwarding: %w", raftstore.ErrNotLeader))
+		return
+	}
+	id, addr := d.waitLeader(r.Context(), 3*time.Second)
+	if id == "" {
+		writeError(w, d.noQuorumError())
+		return
+	}
+	if id == d.id.NodeID {
+		writeError(w, fmt.Errorf("this node just became leader: %w", raftstore.ErrNotLeader))
+		return
+	}
+	d.proxy(w, r, addr)
+}
+
+// forwardToManager is how a worker serves the API: through any reachable manager.
+func (d *Daemon) forwardToManager(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if r.Body != nil {
+		body, _ = io.ReadAll(r.Body)
+	}
+	for _, c := range d.managerClients() {
+		host := strings.TrimPrefix(c.Host(), "tcp://")
+		conn, err := localDialer(d.cfg.AdvertiseAddr, time.Second).DialContext(r.Context(), "tcp", host)
+		if err != nil {
+			continue
+		}
+		conn.Close()
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		r.ContentLength = int64(len(body))
+		d.proxyManager(w, r, host)
+		return
+	}
+	writeError(w, fmt.Errorf("no manager reachable from this worker: %w", raftstore.ErrNoQuorum))
+}
+
+func (d *Daemon) proxyManager(w http.ResponseWriter, r *http.Request, addr string) {
+	d.reverseProxy(addr, false).ServeHTTP(w, r)
+}
+
+func (d *Daemon) proxy(w http.ResponseWriter, r *http.Request, addr string) {
+	d.reverseProxy(addr, true).ServeHTTP(w, r)
+}
+
+func (d *Daemon) reverseProxy(addr string, markForwarded bool) *httputil.ReverseProxy {
+	target := &url.URL{Scheme: "http", Host: addr}
+	tr := &http.Transport{DialContext: localDialer(d.cfg.AdvertiseAddr, 3*time.Second).DialContext}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			if markForwarded {
+				pr.Out.Header.Set(forwardedHeader, d.id.NodeID)
+			}
+		},
+		Transport:     tr,
+		FlushInterval: -1, // stream logs as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var op *net.OpError
+			if r.Method == http.MethodGet || (errors.As(err, &op) && op.Op == "dial") {
+				writeError(w, fmt.Errorf("forward to %s: %v: %w", addr, err, raftstore.ErrNotLeader))
+				return
+			}
+			writeError(w, fmt.Errorf("forward to %s: %v: %w", addr, err, raftstore.ErrOutcomeUnknown))
+		},
+	}
+}
+
+// writeError maps an error to a status code and an error kind the client can act on.
+func writeError(w http.ResponseWriter, err error) {
+	code, kind := http.StatusInternalServerError, api.ErrKindInternal
+	var ce *client.Error
+	switch {
+	case errors.As(err, &ce):
+		code, kind = ce.Status, ce.Kind
+		if code == 0 {
+			code = http.StatusBadGateway
+		}
+	case errors.Is(err, raftstore.ErrOutcomeUnknown):
+		code, kind = http.StatusGatewayTimeout, api.ErrKindUnknown
+	case errors.Is(err, raftstore.ErrNoQuorum):
+		code, kind = http.StatusServiceUnavailable, api.ErrKindNoQuorum
+	case errors.Is(err, raftstore.ErrNotLeader):
+		code, kind = http.StatusServiceUnavailable, api.ErrKindRefused
+	case errors.Is(err, raftstore.ErrNotFound):
+		code, kind = http.StatusNotFound, api.ErrKindNotFound
+	case errors.Is(err, raftstore.ErrNameTaken), errors.Is(err, raftstore.ErrVersionConflict):
+		code, kind = http.StatusConflict, api.ErrKindConflict
+	case errors.Is(err, raftstore.ErrInvalid), errors.Is(err, errBadRequest):
+		code, kind = http.StatusBadRequest, api.ErrKindInvalid
+	}
+	msg := err.Error()
+	if kind == api.ErrKindUnknown && !strings.Contains(msg, "outcome unknown") {
+		msg = "outcome unknown: the change may or may not have been applied: " + msg
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: msg, Kind: kind})
+}
+
+var errBadRequest = errors.New("bad request")
+
+func writeJSON(w http.ResponseWriter, index uint64, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	if index > 0 {
+		w.Header().Set("X-Swarmlet-Index", strconv.FormatUint(index, 10))
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 8<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("decode request: %v: %w", err, errBadRequest)
+	}
+	return nil
+}
+
+// blockingSnapshot honours ?index=N&wait=D: it returns once the state is past N or
+// the wait is over (Consul/Nomad blocking queries).
+func (d *Daemon) blockingSnapshot(r *http.Request) *raftstore.Snapshot {
+	q := r.URL.Query()
+	if idx, err := strconv.ParseUint(q.Get("index"), 10, 64); err == nil && idx > 0 {
+		wait, err := time.ParseDuration(q.Get("wait"))
+		if err != nil || wait <= 0 || wait > 5*time.Minute {
+			wait = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		d.store.State().WaitIndex(ctx, idx)
+		cancel()
+	}
+	return d.store.Snapshot()
+}
+
+func (d *Daemon) apply(r *http.Request, c raftstore.Command) (any, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	return d.store.Apply(ctx, c)
+}

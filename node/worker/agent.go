@@ -1,0 +1,358 @@
+// Package worker is the agent on every node that runs its assigned tasks through an
+// engine and reports what it observes.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node/engine"
+)
+
+// Manager is the agent's view of the cluster: a session that hands out assignments
+// and takes status reports.
+type Manager interface {
+	Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error)
+	ReportStatus(ctx context.Context, rep api.StatusReport) error
+}
+
+// Config wires an agent.
+type Config struct {
+	NodeID  string
+	Engine  engine.Engine
+	Manager Manager
+	Logger  *slog.Logger
+	// OnAssignments sees every new assignment set (DNS and LB tables follow it).
+	OnAssignments func(api.Assignments)
+	// Clock is time.Now unless a test sets it.
+	Clock func() time.Time
+}
+
+// Agent runs one node's tasks.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	assigned map[string]*api.Task // by task ID, from the last session answer
+	synced   bool                 // got at least one answer: safe to remove strays
+	starting map[string]bool
+	reported map[string]api.TaskState
+
+	wake    chan struct{}
+	reports chan api.TaskOp
+	sem     chan struct{} // bounds concurrent starts
+}
+
+// New returns an agent; Run starts it.
+func New(cfg Config) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "worker"),
+		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]api.TaskState{},
+		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
+}
+
+// Run keeps the session, reconciles the engine with the assignments and reports
+// status until ctx ends. Tasks keep running after it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.session(ctx) }()
+	go func() { defer wg.Done(); a.reporter(ctx) }()
+	go func() { defer wg.Done(); a.reconcileLoop(ctx) }()
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// session long-polls the assignments; on errors it keeps the last set, so running
+// tasks are untouched while managers are unreachable.
+func (a *Agent) session(ctx context.Context) {
+	var index uint64
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		as, err := a.cfg.Manager.Assignments(ctx, a.cfg.NodeID, index, 20*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Debug("session", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 3*time.Second)
+			index = 0 // the manager we reach next may be at another index
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		if as.Index == index {
+			continue
+		}
+		index = as.Index
+		m := make(map[string]*api.Task, len(as.Tasks))
+		for _, t := range as.Tasks {
+			m[t.ID] = t
+		}
+		a.mu.Lock()
+		a.assigned, a.synced = m, true
+		a.mu.Unlock()
+		if a.cfg.OnAssignments != nil {
+			a.cfg.OnAssignments(as)
+		}
+		a.poke()
+	}
+}
+
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	changes := a.cfg.Engine.Changes(ctx)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.wake:
+		case <-changes:
+		case <-tick.C:
+		}
+		if err := a.reconcile(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("reconcile", "err", err)
+		}
+	}
+}
+
+// reconcile compares what the engine runs with what is assigned and acts on the
+// difference; all decisions are made from one List call.
+func (a *Agent) reconcile(ctx context.Context) error {
+	insts, err := a.cfg.Engine.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list %s workloads: %w", a.cfg.Engine.Name(), err)
+	}
+	byTask := make(map[string]engine.Instance, len(insts))
+	for _, in := range insts {
+		byTask[in.TaskID] = in
+	}
+	a.mu.Lock()
+	assigned, synced := a.assigned, a.synced
+	a.mu.Unlock()
+	if !synced {
+		return nil // never act before we know what we own: adoption depends on it
+	}
+	for _, t := range assigned {
+		in, exists := byTask[t.ID]
+		if t.DesiredState > api.TaskRunning {
+			if exists && in.State == api.TaskRunning {
+				a.stopAsync(ctx, t.ID, api.TaskShutdown, "shut down")
+			} else if !t.Status.State.Terminal() {
+				a.report(t.ID, api.TaskStatus{State: api.TaskShutdown, Message: "shut down"})
+			}
+			continue
+		}
+		if t.Status.State.Terminal() {
+			continue
+		}
+		switch {
+		case !exists:
+			if t.Status.State >= api.TaskRunning {
+				a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "workload disappeared", Err: "its " + a.cfg.Engine.Name() + " workload no longer exists"})
+				continue
+			}
+			a.startAsync(ctx, t)
+		case in.State == api.TaskRunning:
+			if t.Status.State < api.TaskRunning {
+				// Adopted after a restart, or our RUNNING report was lost.
+				a.report(t.ID, runningStatus(in))
+			}
+		default:
+			a.report(t.ID, exitStatus(in))
+		}
+	}
+	for id, in := range byTask {
+		if _, ok := assigned[id]; !ok {
+			a.log.Info("removing workload no longer assigned", "task", id, "id", in.ID)
+			if err := a.cfg.Engine.Stop(ctx, id); err != nil {
+				a.log.Warn("remove stray workload", "task", id, "err", err)
+			}
+		}
+	}
+	a.mu.Lock()
+	for id := range a.reported {
+		if _, ok := assigned[id]; !ok {
+			delete(a.reported, id)
+		}
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+func runningStatus(in engine.Instance) api.TaskStatus {
+	return api.TaskStatus{State: api.TaskRunning, Message: "running", ContainerID: in.ID, Addr: in.Addr, Ports: in.Ports}
+}
+
+func exitStatus(in engine.Instance) api.TaskStatus {
+	st := api.TaskStatus{State: api.TaskComplete, Message: "finished", ExitCode: in.ExitCode, ContainerID: in.ID, Err: in.Err}
+	if in.State == api.TaskFailed || in.ExitCode != 0 {
+		st.State, st.Message = api.TaskFailed, fmt.Sprintf("exited with code %d", in.ExitCode)
+		if st.Err == "" {
+			st.Err = st.Message
+		}
+	}
+	return st
+}
+
+func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
+	a.mu.Lock()
+	if a.starting[t.ID] {
+		a.mu.Unlock()
+		return
+	}
+	a.starting[t.ID] = true
+	a.mu.Unlock()
+	a.report(t.ID, api.TaskStatus{State: api.TaskStarting, Message: "starting"})
+	go func() {
+		defer func() {
+			a.mu.Lock()
+			delete(a.starting, t.ID)
+			a.mu.Unlock()
+		}()
+		select {
+		case a.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-a.sem }()
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		in, err := a.cfg.Engine.Start(sctx, t)
+		cancel()
+		switch {
+		case errors.Is(err, engine.ErrRejected):
+			a.log.Warn("task rejected", "task", t.ID, "err", err)
+			a.report(t.ID, api.TaskStatus{State: api.TaskRejected, Message: "rejected", Err: err.Error()})
+		case err != nil:
+			a.log.Warn("task start failed", "task", t.ID, "err", err)
+			a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "start failed", Err: err.Error()})
+		default:
+			a.log.Info("task started", "task", t.ID, "service", t.ServiceName, "slot", t.Slot, "id", in.ID)
+			a.report(t.ID, runningStatus(in))
+		}
+	}()
+}
+
+func (a *Agent) stopAsync(ctx context.Context, taskID string, state api.TaskState, msg string) {
+	a.mu.Lock()
+	if a.starting["stop:"+taskID] {
+		a.mu.Unlock()
+		return
+	}
+	a.starting["stop:"+taskID] = true
+	a.mu.Unlock()
+	go func() {
+		defer func() {
+			a.mu.Lock()
+			delete(a.starting, "stop:"+taskID)
+			a.mu.Unlock()
+		}()
+		if err := a.cfg.Engine.Stop(ctx, taskID); err != nil {
+			a.log.Warn("stop task", "task", taskID, "err", err)
+			return
+		}
+		a.log.Info("task stopped", "task", taskID)
+		a.report(taskID, api.TaskStatus{State: state, Message: msg})
+	}()
+}
+
+// report queues a status change unless the same state was already reported.
+func (a *Agent) report(taskID string, st api.TaskStatus) {
+	a.mu.Lock()
+	if prev, ok := a.reported[taskID]; ok && prev >= st.State {
+		a.mu.Unlock()
+		return
+	}
+	a.reported[taskID] = st.State
+	a.mu.Unlock()
+	st.Timestamp = a.cfg.Clock().UTC()
+	a.reports <- api.TaskOp{Kind: api.TaskOpStatus, TaskID: taskID, NodeID: a.cfg.NodeID, Status: st}
+}
+
+// reporter batches status changes: whatever queued within a short gap goes to the
+// leader as one Raft entry. Failed sends are retried; status only moves forward, so
+// a retry can never undo a newer report.
+func (a *Agent) reporter(ctx context.Context) {
+	var pending []api.TaskOp
+	for {
+		if len(pending) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case op := <-a.reports:
+				pending = append(pending, op)
+			}
+		}
+		gap := time.NewTimer(20 * time.Millisecond)
+	collect:
+		for len(pending) < 512 {
+			select {
+			case op := <-a.reports:
+				pending = append(pending, op)
+			case <-gap.C:
+				break collect
+			}
+		}
+		gap.Stop()
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.cfg.Manager.ReportStatus(rctx, api.StatusReport{NodeID: a.cfg.NodeID, Ops: pending})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Debug("report status", "ops", len(pending), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		pending = pending[:0]
+	}
+}
+
+// StopAll stops every workload of this node (swarmlet leave).
+func (a *Agent) StopAll(ctx context.Context) error {
+	insts, err := a.cfg.Engine.List(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, in := range insts {
+		if err := a.cfg.Engine.Stop(ctx, in.TaskID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Logs copies one local task's output.
+func (a *Agent) Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+	return a.cfg.Engine.Logs(ctx, taskID, follow, tail, w)
+}
