@@ -1,8 +1,13 @@
 package dnsdisco
 
 import (
+	"time"
+
 	"github.com/miekg/dns"
 )
+
+// failWarnInterval spaces out the warnings that no upstream answered.
+const failWarnInterval = 10 * time.Second
 
 // forward sends req to each upstream in turn, over the client's transport,
 // and returns the first usable answer; SERVFAIL when there is none.
@@ -37,7 +42,14 @@ func (s *Server) forward(req *dns.Msg, udp bool) *dns.Msg {
 		r.Id = req.Id
 		return r
 	}
-	s.log.Warn("all upstreams failed", "name", req.Question[0].Name, "upstreams", len(s.upstreams))
+	// Warn at most once per interval: with upstreams down every query
+	// would log, and a busy node would drown its log.
+	if now := time.Now().UnixNano(); now-s.lastFailWarn.Load() > int64(failWarnInterval) {
+		s.lastFailWarn.Store(now)
+		s.log.Warn("all upstreams failed", "name", req.Question[0].Name, "upstreams", s.upstreams)
+	} else {
+		s.log.Debug("all upstreams failed", "name", req.Question[0].Name)
+	}
 	m := errorReply(req, dns.RcodeServerFailure)
 	m.RecursionAvailable = true
 	return m

@@ -50,6 +50,8 @@ type Server struct {
 	serial atomic.Uint32
 	nsGlue atomic.Pointer[entry] // records of the server's own name (nsLabel)
 
+	lastFailWarn atomic.Int64 // unix nanos of the last "all upstreams failed" warning
+
 	mu     sync.Mutex
 	closed bool
 	udp    *dns.Server
