@@ -48,7 +48,12 @@ func Binary() (string, error) {
 			return
 		}
 		out := filepath.Join(dir, "swarmlet")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/swarmlet")
+		args := []string{"build", "-o", out}
+		if os.Getenv("SWL_RACE") != "" {
+			// Data races in the daemon show up in node logs; the no-panics checker reports them.
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/swarmlet")...)
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/swarmlet: %v\n%s", err, b)
@@ -96,7 +101,32 @@ type Cluster struct {
 	mu      sync.Mutex
 	aliases map[string]string // node ID, address, ... -> node name
 	samples []StateSample
-	noDebug bool // the daemon has no /v1/debug/state
+	noDebug bool     // the daemon has no /v1/debug/state
+	crashes []string // daemons that exited without the harness asking
+}
+
+// Crashes lists daemon exits the harness did not cause.
+func (c *Cluster) Crashes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.crashes...)
+}
+
+var panicLine = regexp.MustCompile(`(?m)^(panic: .*|fatal error: .*|WARNING: DATA RACE)$`)
+
+// LogPanics finds panics, fatal errors and data races in the node logs.
+func (c *Cluster) LogPanics() []string {
+	var found []string
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(filepath.Join(c.cfg.ResultsDir, "logs", n.Name+".log"))
+		if err != nil {
+			continue
+		}
+		for _, m := range panicLine.FindAll(b, -1) {
+			found = append(found, fmt.Sprintf("logs/%s.log: %s", n, m))
+		}
+	}
+	return found
 }
 
 // Node is one daemon of the cluster.
@@ -114,6 +144,9 @@ type Node struct {
 	exited chan struct{}
 	paused bool
 	starts int
+	// stopping is set when the harness kills or stops the daemon; an exit without
+	// it is a crash.
+	stopping bool
 }
 
 // Sock is the node's API socket; clients use it so that partitions between node
@@ -203,9 +236,14 @@ func (c *Cluster) bootstrap() error {
 	}
 	ctx := context.Background()
 	for _, role := range []string{"worker", "manager"} {
-		r := c.CLI(ctx, first, 10*time.Second, "join-token", "-q", role)
-		if r.Err != nil {
-			return fmt.Errorf("join-token %s: %v", role, r)
+		// A fresh leader refuses until its barrier is through; wait for it.
+		var r CLIResult
+		err := WaitFor(30*time.Second, "join-token "+role, func() (bool, string) {
+			r = c.CLI(ctx, first, 10*time.Second, "join-token", "-q", role)
+			return r.Err == nil, r.String()
+		})
+		if err != nil {
+			return err
 		}
 		tok := strings.TrimSpace(r.Stdout)
 		if role == "worker" {
@@ -391,7 +429,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("start %s: %w", n, err)
 	}
 	exited := make(chan struct{})
-	n.cmd, n.exited, n.paused = cmd, exited, false
+	n.cmd, n.exited, n.paused, n.stopping = cmd, exited, false, false
 	go func() {
 		err := cmd.Wait()
 		fmt.Fprintf(log, "=== harness %.3fs: exited: %v\n", n.c.now(), err)
@@ -400,7 +438,13 @@ func (n *Node) Start() error {
 		if n.cmd == cmd {
 			n.cmd = nil
 		}
+		crashed := !n.stopping
 		n.mu.Unlock()
+		if crashed {
+			n.c.mu.Lock()
+			n.c.crashes = append(n.c.crashes, fmt.Sprintf("%s exited on its own at %.3fs: %v (start #%d, see logs/%s.log)", n, n.c.now(), err, n.starts, n))
+			n.c.mu.Unlock()
+		}
 		close(exited)
 	}()
 	return nil
@@ -445,6 +489,7 @@ func (n *Node) Stop(timeout time.Duration) error { return n.stop(syscall.SIGTERM
 func (n *Node) stop(sig syscall.Signal, timeout time.Duration) error {
 	n.mu.Lock()
 	cmd, exited, paused := n.cmd, n.exited, n.paused
+	n.stopping = true
 	n.mu.Unlock()
 	if cmd == nil {
 		return nil
@@ -470,12 +515,12 @@ func (n *Node) stop(sig syscall.Signal, timeout time.Duration) error {
 
 // WaitAnswering waits until the node's API answers `info`.
 func (n *Node) WaitAnswering(timeout time.Duration) error {
-	return WaitFor(timeout, n.Name+" answers info", func() (bool, string) {
+	return waitOrAbort(timeout, n.Name+" answers info", func() (bool, string, bool) {
 		if !n.Running() {
-			return false, "daemon exited (see its log)"
+			return false, fmt.Sprintf("daemon exited (see logs/%s.log)", n), true
 		}
 		r := n.c.CLI(context.Background(), n, 3*time.Second, "info")
-		return r.Err == nil, r.String()
+		return r.Err == nil, r.String(), false
 	})
 }
 
@@ -752,12 +797,23 @@ func (c *Cluster) Close() {
 // WaitFor polls cond until it holds or timeout passes; the error carries cond's
 // last explanation of why not.
 func WaitFor(timeout time.Duration, what string, cond func() (bool, string)) error {
+	return waitOrAbort(timeout, what, func() (bool, string, bool) {
+		ok, why := cond()
+		return ok, why, false
+	})
+}
+
+// waitOrAbort is WaitFor whose condition can also say that waiting is pointless.
+func waitOrAbort(timeout time.Duration, what string, cond func() (ok bool, why string, abort bool)) error {
 	deadline := time.Now().Add(timeout)
 	backoff := 20 * time.Millisecond
 	for {
-		ok, why := cond()
+		ok, why, abort := cond()
 		if ok {
 			return nil
+		}
+		if abort {
+			return fmt.Errorf("gave up waiting for %s: %s", what, why)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out after %v waiting for %s: %s", timeout, what, why)
