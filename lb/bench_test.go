@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +15,7 @@ import (
 
 // Benchmarks: request/response through a VIP versus straight to a backend.
 //
-//	go test ./lb/ -run '^$' -bench . -benchtime 2s
+//	go test ./lb/ -run '^$' -bench . -benchtime 2s [-lb.conc 4]
 //
 // Two modes: "conn" opens a new TCP connection per request (what the kernel
 // balancers act on: the DNAT decision is made once per connection), "keepalive"
@@ -24,10 +25,9 @@ import (
 // proxy dials backends from its own goroutines, so it lives where they are).
 // Everything is loopback or the test's own namespace.
 
-const (
-	benchConc    = 16 // concurrent clients
-	benchMsgSize = 64
-)
+var benchConcFlag = flag.Int("lb.conc", 4, "concurrent clients in lb benchmarks")
+
+const benchMsgSize = 64
 
 // startRR serves fixed-size request/response exchanges until the client closes.
 func startRR(b *testing.B, addr string, listen func(string) (net.Listener, error)) string {
@@ -68,6 +68,7 @@ func runLoad(b *testing.B, spawn func(func() error) error, work func(next func()
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
+	benchConc := *benchConcFlag
 	errs := make(chan error, benchConc)
 	b.ResetTimer()
 	start := time.Now()

@@ -118,6 +118,19 @@ func newNftables(cfg Config) (Balancer, error) {
 
 func (b *nftBalancer) Name() string { return KindNftables }
 
+// freshConn starts each Sync and Close on a new nftables.Conn: a Conn keeps
+// queued messages and a sticky serialization error after a failed batch, which
+// must never leak into the next one. Conns are cheap; each operation opens its
+// own netlink socket anyway.
+func (b *nftBalancer) freshConn() error {
+	c, err := nftConn(b.cfg)
+	if err != nil {
+		return err
+	}
+	b.conn = c
+	return nil
+}
+
 // nftState is what Sync reads back from the kernel.
 type nftState struct {
 	tableExists bool
@@ -134,6 +147,9 @@ func (b *nftBalancer) Sync(ctx context.Context, t Table) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.freshConn(); err != nil {
+		return err
+	}
 	st, err := b.readState()
 	if err != nil {
 		return fmt.Errorf("nftables sync: read state: %w", err)
@@ -515,6 +531,9 @@ func comment(s string) []byte { return userdata.AppendString(nil, userdata.TypeC
 func (b *nftBalancer) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if err := b.freshConn(); err != nil {
+		return err
+	}
 	tables, err := b.conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
 		return fmt.Errorf("nftables close: list tables: %w", err)

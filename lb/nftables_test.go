@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -151,36 +152,8 @@ func TestNftablesNetns(t *testing.T) {
 // veth pair in another.
 func TestNftablesRemoteBackends(t *testing.T) {
 	client, server := newTestNS(t), newTestNS(t)
-	cnl, snl := client.netlink(t), server.netlink(t)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swl-c"}, PeerName: "swl-s"}
-	if err := cnl.LinkAdd(veth); err != nil {
-		t.Fatalf("veth: %v", err)
-	}
-	peer, err := cnl.LinkByName("swl-s")
-	if err != nil {
-		t.Fatalf("veth peer: %v", err)
-	}
-	if err := cnl.LinkSetNsFd(peer, int(server.h)); err != nil {
-		t.Fatalf("veth peer to server ns: %v", err)
-	}
-	setup := func(h *netlink.Handle, name string, addrs ...string) {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		for _, a := range addrs {
-			ad, _ := netlink.ParseAddr(a)
-			if err := h.AddrAdd(l, ad); err != nil {
-				t.Fatalf("addr %s on %s: %v", a, name, err)
-			}
-		}
-		if err := h.LinkSetUp(l); err != nil {
-			t.Fatalf("%s up: %v", name, err)
-		}
-	}
 	// 10.231.0.0/24 exists only inside these two test namespaces.
-	setup(cnl, "swl-c", "10.231.0.1/24")
-	setup(snl, "swl-s", "10.231.0.11/24", "10.231.0.12/24", "10.231.0.13/24")
+	vethPair(t, client, "swl-c", []string{"10.231.0.1/24"}, server, "swl-s", []string{"10.231.0.11/24", "10.231.0.12/24", "10.231.0.13/24"})
 	backends := []string{"10.231.0.11:8080", "10.231.0.12:8080", "10.231.0.13:8080"}
 	var srv []*idServer
 	for i, be := range backends {
@@ -323,5 +296,82 @@ func TestNftablesRepairs(t *testing.T) {
 				t.Errorf("VIP after repair: %v, %v", got, err)
 			}
 		})
+	}
+}
+
+// vethPair links namespaces a and b with a veth pair and addresses both ends.
+func vethPair(t *testing.T, a *testNS, aName string, aAddrs []string, b *testNS, bName string, bAddrs []string) {
+	t.Helper()
+	anl, bnl := a.netlink(t), b.netlink(t)
+	if err := anl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aName}, PeerName: bName}); err != nil {
+		t.Fatalf("veth %s-%s: %v", aName, bName, err)
+	}
+	peer, err := anl.LinkByName(bName)
+	if err != nil {
+		t.Fatalf("veth peer: %v", err)
+	}
+	if err := anl.LinkSetNsFd(peer, int(b.h)); err != nil {
+		t.Fatalf("veth peer to its netns: %v", err)
+	}
+	setup := func(h *netlink.Handle, name string, addrs []string) {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, s := range addrs {
+			ad, err := netlink.ParseAddr(s)
+			if err != nil {
+				t.Fatalf("parse %s: %v", s, err)
+			}
+			if err := h.AddrAdd(l, ad); err != nil {
+				t.Fatalf("addr %s on %s: %v", s, name, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+	}
+	setup(anl, aName, aAddrs)
+	setup(bnl, bName, bAddrs)
+}
+
+// TestNftablesIngress is the published-port path: a client in one namespace
+// connects to the node address of the balancer's namespace (prerouting hook),
+// which forwards to backends in a third namespace. The backends have no route
+// back to the client, so only the masquerade makes this work, and the
+// backends must see the node's address.
+func TestNftablesIngress(t *testing.T) {
+	client, node, server := newTestNS(t), newTestNS(t), newTestNS(t)
+	// Private ranges exist only inside these three test namespaces.
+	vethPair(t, client, "swl-cl", []string{"10.231.1.2/24"}, node, "swl-n1", []string{"10.231.1.1/24"})
+	vethPair(t, node, "swl-n2", []string{"10.231.2.1/24"}, server, "swl-sv", []string{"10.231.2.11/24", "10.231.2.12/24"})
+	if err := node.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
+	}); err != nil {
+		t.Fatalf("ip_forward in node netns: %v", err)
+	}
+	var srv []*idServer
+	for i, be := range []string{"10.231.2.11:8080", "10.231.2.12:8080"} {
+		srv = append(srv, startIDServer(t, fmt.Sprintf("s%d", i+1), be, listenIn(server)))
+	}
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(node.h)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	tbl := vipTable("10.231.1.1", 30080, "10.231.2.11:8080", "10.231.2.12:8080")
+	tbl.Frontends[0].Service = "web-ingress"
+	if err := b.Sync(context.Background(), tbl); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	got, err := spreadIn(client, 100, "10.231.1.1:30080")
+	if err != nil {
+		t.Fatalf("client to published port: %v (so far %v)", err, got)
+	}
+	assertEven(t, got, 100, "s1", "s2")
+	for _, s := range srv {
+		if _, peer := s.stats(); !strings.HasPrefix(peer, "10.231.2.1:") {
+			t.Errorf("backend %s saw peer %s, want the node address 10.231.2.1", s.name, peer)
+		}
 	}
 }
