@@ -170,11 +170,11 @@ func TestNftablesRemoteBackends(t *testing.T) {
 	if err := b.Sync(context.Background(), vipTable("127.128.0.9", 80, backends...)); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-	got, err := spreadIn(client, 150, "127.128.0.9:80")
+	got, err := spreadIn(client, 300, "127.128.0.9:80")
 	if err != nil {
 		t.Fatalf("connections through the VIP to remote backends: %v (so far %v)", err, got)
 	}
-	assertEven(t, got, 150, "r1", "r2", "r3")
+	assertEven(t, got, 300, "r1", "r2", "r3")
 	for _, s := range srv {
 		// Masqueraded: the backend sees the client namespace's veth address,
 		// not 127.0.0.1 (which it could not answer).
