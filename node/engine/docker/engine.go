@@ -82,6 +82,9 @@ func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine: %w", err)
 	}
+	// Negotiate now, before any concurrent use: the client negotiates lazily on the
+	// first request, but Events reads the version without that step, racing with it.
+	cli.NegotiateAPIVersion(ctx)
 	e := &Engine{
 		cfg: cfg,
 		log: logger.With("component", "engine", "engine", "docker"),

@@ -32,8 +32,6 @@ import (
 
 const (
 	testImage = "swarmlet/whoami:test"
-	// testImageNoEntrypoint runs its Command as given, to test a missing program.
-	testImageNoEntrypoint = "swarmlet/whoami:test-noentrypoint"
 	// testLabel marks every container these tests create, for the sweep.
 	testLabel = "swarmlet.test"
 )
@@ -97,13 +95,7 @@ func buildWhoami(ctx context.Context, cli *client.Client) error {
 	if err != nil {
 		return err
 	}
-	if err := buildImage(ctx, cli, testImage, map[string][]byte{"Dockerfile": dockerfile, "whoami": binary}); err != nil {
-		return err
-	}
-	// FROM a local image: present, so the builder does not pull it.
-	return buildImage(ctx, cli, testImageNoEntrypoint, map[string][]byte{
-		"Dockerfile": []byte("FROM " + testImage + "\nENTRYPOINT []\n"),
-	})
+	return buildImage(ctx, cli, testImage, map[string][]byte{"Dockerfile": dockerfile, "whoami": binary})
 }
 
 // buildImage builds tag from a context of the given files (all made executable,
@@ -369,17 +361,15 @@ func TestMissingImageRejected(t *testing.T) {
 		t.Fatalf("error = %v, want ErrRejected with No such image", err)
 	}
 
-	// A command that does not exist in the image (which has no entrypoint, so
-	// Command is what runs) is rejected too, and leaves no container behind.
+	// A command that does not exist in the image (its CMD is replaced by Command)
+	// is rejected too, and leaves no container behind.
 	bad := whoamiTask("t-badcmd", 1)
-	bad.Spec.Image = testImageNoEntrypoint
 	bad.Spec.Command = []string{"/no-such-program"}
 	_, err = e.Start(context.Background(), bad)
 	if !errors.Is(err, engine.ErrRejected) || !strings.Contains(err.Error(), "no-such-program") {
 		t.Fatalf("bad command: error = %v, want ErrRejected naming the program", err)
 	}
 	good := whoamiTask("t-goodcmd", 1)
-	good.Spec.Image = testImageNoEntrypoint
 	good.Spec.Command = []string{"/whoami"}
 	if _, err := e.Start(context.Background(), good); err != nil {
 		t.Fatal(err)
