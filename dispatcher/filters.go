@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -12,7 +13,9 @@ import (
 type request struct {
 	serviceID   string
 	constraints []api.Constraint
-	badSpec     string // a constraint that does not parse: no node can satisfy it
+	unmet       []string // refusal per constraint, built once rather than per node
+	badSpec     string   // a constraint that does not parse: no node can satisfy it
+	staticKey   string   // requests with equal keys pass the static filters alike
 	cpu, mem    int64
 	ports       []hostPort
 }
@@ -40,7 +43,9 @@ func newRequest(t *api.Task) *request {
 			continue
 		}
 		r.constraints = append(r.constraints, c)
+		r.unmet = append(r.unmet, "unmet constraint "+c.String())
 	}
+	r.staticKey = strings.Join(t.Spec.Constraints, "\x00")
 	return r
 }
 
@@ -64,10 +69,10 @@ func taskHostPorts(t *api.Task) []hostPort {
 // places tasks within one call.
 type nodeInfo struct {
 	node     *api.Node
+	idx      int   // position in the sorted node list
 	cpu, mem int64 // reserved by non-terminal tasks
 	ports    map[hostPort]bool
-	tasks    int            // tasks meant to run here (desired running), for spread
-	services map[string]int // the same per service
+	tasks    int // tasks meant to run here (desired running), for spread
 }
 
 func (n *nodeInfo) commit(r *request, desiredRunning bool) {
@@ -81,10 +86,6 @@ func (n *nodeInfo) commit(r *request, desiredRunning bool) {
 	}
 	if desiredRunning {
 		n.tasks++
-		if n.services == nil {
-			n.services = map[string]int{}
-		}
-		n.services[r.serviceID]++
 	}
 }
 
@@ -140,9 +141,9 @@ func (constraintFilter) refuse(r *request, n *nodeInfo) string {
 	if r.badSpec != "" {
 		return "invalid constraint " + r.badSpec
 	}
-	for _, c := range r.constraints {
+	for i, c := range r.constraints {
 		if !constraintHolds(c, n.node) {
-			return "unmet constraint " + c.String()
+			return r.unmet[i]
 		}
 	}
 	return ""

@@ -17,14 +17,16 @@ func createdAt(d time.Duration) func(*api.Task) {
 	return func(t *api.Task) { t.CreatedAt = t0.Add(d) }
 }
 func attempt(n uint64) func(*api.Task) { return func(t *api.Task) { t.Attempt = n } }
-func stopping(t *api.Task)              { t.DesiredState = api.TaskShutdown }
-func version(v uint64) func(*api.Task)  { return func(t *api.Task) { t.SpecVersion = v } }
+func stopping(t *api.Task)             { t.DesiredState = api.TaskShutdown }
+func version(v uint64) func(*api.Task) { return func(t *api.Task) { t.SpecVersion = v } }
 func restartPolicy(p api.RestartPolicy) func(*api.Service) {
 	return func(s *api.Service) { s.Spec.RestartPolicy = p }
 }
 
 func TestReconcile(t *testing.T) {
-	web := func(replicas uint64, opts ...func(*api.Service)) *api.Service { return mkService("web", replicas, opts...) }
+	web := func(replicas uint64, opts ...func(*api.Service)) *api.Service {
+		return mkService("web", replicas, opts...)
+	}
 	ready := []*api.Node{mkNode("1"), mkNode("2"), mkNode("3")}
 	tests := []struct {
 		name  string
@@ -55,13 +57,17 @@ func TestReconcile(t *testing.T) {
 			want: []string{"desired t3 shutdown", "desired t4 shutdown", "status t4 shutdown"}},
 		{name: "restart waits for the delay",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: 10 * time.Second})), nodes: ready,
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))} },
-			now:   at(5 * time.Second), next: at(10 * time.Second)},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))}
+			},
+			now: at(5 * time.Second), next: at(10 * time.Second)},
 		{name: "restart after the delay, same slot, one more attempt",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: 10 * time.Second})), nodes: ready,
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))} },
-			now:   at(10 * time.Second),
-			want:  []string{"desired t1 shutdown", "create n1 slot=1 attempt=1"}},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))}
+			},
+			now:  at(10 * time.Second),
+			want: []string{"desired t1 shutdown", "create n1 slot=1 attempt=1"}},
 		{name: "condition none leaves the slot ended",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartNone})), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed)} }},
@@ -78,15 +84,21 @@ func TestReconcile(t *testing.T) {
 			want:  []string{"desired t1 shutdown", "create n1 slot=1 attempt=1"}},
 		{name: "any restarts a completed task",
 			svc: web(1), nodes: ready,
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskComplete, attempt(4))} },
-			want:  []string{"desired t1 shutdown", "create n1 slot=1 attempt=5"}},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskComplete, attempt(4))}
+			},
+			want: []string{"desired t1 shutdown", "create n1 slot=1 attempt=5"}},
 		{name: "max attempts reached",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, MaxAttempts: 3})), nodes: ready,
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, attempt(3))} }},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, attempt(3))}
+			}},
 		{name: "max attempts not yet reached",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, MaxAttempts: 3})), nodes: ready,
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, attempt(2))} },
-			want:  []string{"desired t1 shutdown", "create n1 slot=1 attempt=3"}},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, attempt(2))}
+			},
+			want: []string{"desired t1 shutdown", "create n1 slot=1 attempt=3"}},
 		{name: "max attempts within the window waits for the window to slide",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, MaxAttempts: 2, Window: time.Minute})), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
@@ -130,7 +142,7 @@ func TestReconcile(t *testing.T) {
 			svc: web(1), nodes: []*api.Node{mkNode("1", paused), mkNode("2")},
 			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskRunning)} }},
 		{name: "node no longer matching the constraints: replaced",
-			svc: web(1, func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone==a"} }),
+			svc:   web(1, func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone==a"} }),
 			nodes: []*api.Node{mkNode("1", label("zone", "b")), mkNode("2", label("zone", "a"))},
 			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("t1", s, 1, "1", api.TaskRunning)} },
 			want:  []string{"desired t1 shutdown", "create n1 slot=1"}},
@@ -183,7 +195,7 @@ func TestReconcile(t *testing.T) {
 			},
 			want: []string{"desired a shutdown"}},
 		{name: "global: one task per eligible node",
-			svc: mkService("g", 0, global, func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone!=x"} }),
+			svc:   mkService("g", 0, global, func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone!=x"} }),
 			nodes: []*api.Node{mkNode("1"), mkNode("2", paused), mkNode("3", drained), mkNode("4", down), mkNode("5", label("zone", "x")), mkNode("6")},
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{
@@ -199,8 +211,10 @@ func TestReconcile(t *testing.T) {
 			want:  []string{"desired g1 shutdown", "create n1 slot=0 node=1 attempt=1"}},
 		{name: "global: a node back up gets a new task",
 			svc: mkService("g", 0, global), nodes: []*api.Node{mkNode("1")},
-			tasks: func(s *api.Service) []*api.Task { return []*api.Task{mkTask("g1", s, 0, "1", api.TaskOrphaned, stopping)} },
-			want:  []string{"create n1 slot=0 node=1"}},
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("g1", s, 0, "1", api.TaskOrphaned, stopping)}
+			},
+			want: []string{"create n1 slot=0 node=1"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

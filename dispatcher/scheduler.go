@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -33,22 +34,28 @@ type Unplaced struct {
 // tasks overall, then the lowest node ID, so the result does not depend on map order
 // or on the order of pending.
 func Schedule(nodes []*api.Node, tasks []*api.Task, pending []*api.Task) (placements []Placement, unplaced []Unplaced) {
-	infos := make([]*nodeInfo, 0, len(nodes))
-	byID := make(map[string]*nodeInfo, len(nodes))
+	c := &cluster{
+		byID:       make(map[string]*nodeInfo, len(nodes)),
+		perService: map[string]map[int]int{},
+		static:     map[string]*staticResult{},
+	}
 	for _, n := range nodes {
 		ni := &nodeInfo{node: n}
-		infos = append(infos, ni)
-		byID[n.ID] = ni
+		c.infos = append(c.infos, ni)
+		c.byID[n.ID] = ni
 	}
-	slices.SortFunc(infos, func(a, b *nodeInfo) int { return cmp.Compare(a.node.ID, b.node.ID) })
+	slices.SortFunc(c.infos, func(a, b *nodeInfo) int { return cmp.Compare(a.node.ID, b.node.ID) })
+	for i, ni := range c.infos {
+		ni.idx = i
+	}
 	for _, t := range tasks {
 		if t.NodeID == "" || t.Status.State < api.TaskAssigned || t.Status.State.Terminal() {
 			continue
 		}
-		if ni := byID[t.NodeID]; ni != nil {
+		if ni := c.byID[t.NodeID]; ni != nil {
 			// A task asked to stop still holds its resources and ports until the
 			// worker reports it stopped, but it no longer counts for spread.
-			ni.commit(newRequest(t), t.DesiredState <= api.TaskRunning)
+			c.commit(ni, newRequest(t), t.DesiredState <= api.TaskRunning)
 		}
 	}
 
@@ -67,7 +74,7 @@ func Schedule(nodes []*api.Node, tasks []*api.Task, pending []*api.Task) (placem
 		for end < len(pending) && sameGroup(pending[start], pending[end]) {
 			end++
 		}
-		p, u := scheduleGroup(infos, byID, pending[start:end])
+		p, u := c.scheduleGroup(pending[start:end])
 		placements = append(placements, p...)
 		unplaced = append(unplaced, u...)
 		start = end
@@ -75,64 +82,160 @@ func Schedule(nodes []*api.Node, tasks []*api.Task, pending []*api.Task) (placem
 	return placements, unplaced
 }
 
+// cluster is the scheduler's working state for one call.
+type cluster struct {
+	infos []*nodeInfo // sorted by node ID
+	byID  map[string]*nodeInfo
+	// perService counts, per service, its tasks meant to run on each node (by index).
+	// Kept apart from the nodes because a group needs only its own service's counts.
+	perService map[string]map[int]int
+	static     map[string]*staticResult // by request.staticKey
+	buf        []candidate
+}
+
+func (c *cluster) commit(ni *nodeInfo, r *request, desiredRunning bool) {
+	ni.commit(r, desiredRunning)
+	if desiredRunning {
+		m := c.perService[r.serviceID]
+		if m == nil {
+			m = map[int]int{}
+			c.perService[r.serviceID] = m
+		}
+		m[ni.idx]++
+	}
+}
+
 // sameGroup: tasks of one service at one spec version ask the same of a node.
 func sameGroup(a, b *api.Task) bool {
 	return a.ServiceID == b.ServiceID && a.SpecVersion == b.SpecVersion && a.NodeID == b.NodeID
 }
 
-// scheduleGroup places tasks that share a request. Static filters run once per node;
-// the remaining candidates sit in a heap ordered by spread. A node refused by a
-// dynamic filter is dropped for the rest of the group: within one call resources and
-// ports only fill up, so it would refuse the group's later tasks too.
-func scheduleGroup(infos []*nodeInfo, byID map[string]*nodeInfo, group []*api.Task) ([]Placement, []Unplaced) {
-	req := newRequest(group[0])
-	refusals := map[string]int{}
-	considered := infos
-	var missing string
-	if id := group[0].NodeID; id != "" {
-		considered = nil
-		if ni := byID[id]; ni != nil {
-			considered = []*nodeInfo{ni}
-		} else {
-			missing = id
-		}
-	}
-	h := &nodeHeap{service: req.serviceID}
-	for _, ni := range considered {
+// staticResult is the outcome of the static filters over all nodes for one set of
+// constraints, shared by every group with that set.
+type staticResult struct {
+	eligible []*nodeInfo
+	refusals map[string]int
+}
+
+func runStatic(nodes []*nodeInfo, req *request) *staticResult {
+	res := &staticResult{refusals: map[string]int{}}
+	for _, ni := range nodes {
 		if why := refuseBy(staticFilters, req, ni); why != "" {
-			refusals[why]++
+			res.refusals[why]++
 			continue
 		}
-		h.nodes = append(h.nodes, ni)
+		res.eligible = append(res.eligible, ni)
 	}
-	heap.Init(h)
+	return res
+}
+
+// scheduleGroup places tasks that share a request. Static filters run once per node
+// and set of constraints; the remaining candidates sit in a heap ordered by spread.
+// A node refused by a dynamic filter is dropped for the rest of the group: within
+// one call resources and ports only fill up, so it would refuse the group's later
+// tasks too.
+func (c *cluster) scheduleGroup(group []*api.Task) ([]Placement, []Unplaced) {
+	req := newRequest(group[0])
+	var st *staticResult
+	considered := len(c.infos)
+	var missing string
+	if id := group[0].NodeID; id != "" {
+		considered = 1
+		if ni := c.byID[id]; ni != nil {
+			st = runStatic([]*nodeInfo{ni}, req)
+		} else {
+			missing, st = id, &staticResult{}
+		}
+	} else if st = c.static[req.staticKey]; st == nil {
+		st = runStatic(c.infos, req)
+		c.static[req.staticKey] = st
+	}
+	refusals := maps.Clone(st.refusals)
+	var pick func() *nodeInfo
+	if len(group) <= linearMax {
+		pick = c.linearPicker(req, st.eligible, refusals)
+	} else {
+		pick = c.heapPicker(req, st.eligible, refusals)
+	}
 
 	var placements []Placement
 	var unplaced []Unplaced
 	reason := ""
 	for _, t := range group {
-		placed := false
+		if ni := pick(); ni != nil {
+			placements = append(placements, Placement{TaskID: t.ID, NodeID: ni.node.ID})
+			continue
+		}
+		if reason == "" {
+			reason = explain(considered, refusals, missing)
+		}
+		unplaced = append(unplaced, Unplaced{TaskID: t.ID, Reason: reason})
+	}
+	return placements, unplaced
+}
+
+// linearMax is the largest group placed by scanning the candidates for each task;
+// bigger groups pay for a heap once and then place each task in log time.
+var linearMax = 4
+
+// A picker commits the group's next task to the best node that takes it and returns
+// that node, or nil when none does; refusals then counts every candidate's reason.
+
+func (c *cluster) heapPicker(req *request, eligible []*nodeInfo, refusals map[string]int) func() *nodeInfo {
+	counts := c.perService[req.serviceID]
+	h := &nodeHeap{infos: c.infos, c: c.buf[:0]}
+	for _, ni := range eligible {
+		h.c = append(h.c, candidate{ni.idx, counts[ni.idx]})
+	}
+	c.buf = h.c // reused by the next group
+	heap.Init(h)
+	return func() *nodeInfo {
 		for h.Len() > 0 {
-			ni := h.nodes[0]
+			top := &h.c[0]
+			ni := c.infos[top.idx]
 			if why := refuseBy(dynamicFilters, req, ni); why != "" {
 				refusals[why]++
 				heap.Pop(h)
 				continue
 			}
-			ni.commit(req, true)
+			c.commit(ni, req, true)
+			top.svc++
 			heap.Fix(h, 0)
-			placements = append(placements, Placement{TaskID: t.ID, NodeID: ni.node.ID})
-			placed = true
-			break
+			return ni
 		}
-		if !placed {
-			if reason == "" {
-				reason = explain(len(considered), refusals, missing)
-			}
-			unplaced = append(unplaced, Unplaced{TaskID: t.ID, Reason: reason})
-		}
+		return nil
 	}
-	return placements, unplaced
+}
+
+func (c *cluster) linearPicker(req *request, eligible []*nodeInfo, refusals map[string]int) func() *nodeInfo {
+	var dropped map[int]bool
+	return func() *nodeInfo {
+		counts := c.perService[req.serviceID]
+		var best *nodeInfo
+		bestSvc := 0
+		for _, ni := range eligible {
+			if dropped[ni.idx] {
+				continue
+			}
+			svc := counts[ni.idx]
+			if best != nil && (svc > bestSvc || svc == bestSvc && (ni.tasks > best.tasks || ni.tasks == best.tasks && ni.idx > best.idx)) {
+				continue
+			}
+			if why := refuseBy(dynamicFilters, req, ni); why != "" {
+				refusals[why]++
+				if dropped == nil {
+					dropped = map[int]bool{}
+				}
+				dropped[ni.idx] = true
+				continue
+			}
+			best, bestSvc = ni, svc
+		}
+		if best != nil {
+			c.commit(best, req, true)
+		}
+		return best
+	}
 }
 
 // explain aggregates refusals the way Docker does, most common first:
@@ -167,28 +270,36 @@ func explain(total int, refusals map[string]int, missing string) string {
 	return b.String()
 }
 
-// nodeHeap orders candidate nodes by spread: fewest tasks of the service, then
-// fewest tasks, then node ID.
-type nodeHeap struct {
-	service string
-	nodes   []*nodeInfo
+// candidate is a node that passed the static filters, with the count of the group's
+// service on it copied in so that comparisons need no map lookup. It holds no
+// pointer, which keeps heap swaps free of GC write barriers.
+type candidate struct {
+	idx int // into cluster.infos
+	svc int
 }
 
-func (h *nodeHeap) Len() int { return len(h.nodes) }
-func (h *nodeHeap) Less(i, j int) bool {
-	a, b := h.nodes[i], h.nodes[j]
-	if sa, sb := a.services[h.service], b.services[h.service]; sa != sb {
-		return sa < sb
-	}
-	if a.tasks != b.tasks {
-		return a.tasks < b.tasks
-	}
-	return a.node.ID < b.node.ID
+// nodeHeap orders candidates by spread: fewest tasks of the service, then fewest
+// tasks, then node ID.
+type nodeHeap struct {
+	infos []*nodeInfo
+	c     []candidate
 }
-func (h *nodeHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
-func (h *nodeHeap) Push(x any)    { h.nodes = append(h.nodes, x.(*nodeInfo)) }
+
+func (h *nodeHeap) Len() int { return len(h.c) }
+func (h *nodeHeap) Less(i, j int) bool {
+	a, b := &h.c[i], &h.c[j]
+	if a.svc != b.svc {
+		return a.svc < b.svc
+	}
+	if ta, tb := h.infos[a.idx].tasks, h.infos[b.idx].tasks; ta != tb {
+		return ta < tb
+	}
+	return a.idx < b.idx // the same order as node IDs
+}
+func (h *nodeHeap) Swap(i, j int) { h.c[i], h.c[j] = h.c[j], h.c[i] }
+func (h *nodeHeap) Push(x any)    { h.c = append(h.c, x.(candidate)) }
 func (h *nodeHeap) Pop() any {
-	n := h.nodes[len(h.nodes)-1]
-	h.nodes = h.nodes[:len(h.nodes)-1]
+	n := h.c[len(h.c)-1]
+	h.c = h.c[:len(h.c)-1]
 	return n
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/swarmlet/swarmlet/api"
+	"pgregory.net/rapid"
 )
 
 func placementMap(ps []Placement) map[string]string {
@@ -226,4 +227,43 @@ func TestScheduleGlobalPinned(t *testing.T) {
 	if !slices.Equal(un, want) {
 		t.Errorf("unplaced = %v, want %v", un, want)
 	}
+}
+
+// The linear scan used for small groups and the heap used for big ones must choose
+// alike, reasons included.
+func TestSchedulePickersAgree(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var nodes []*api.Node
+		for i := range rapid.IntRange(0, 8).Draw(rt, "nodes") {
+			nodes = append(nodes, mkNode(fmt.Sprint(i), randomNodeState(rt, "n"),
+				capacity(rapid.Int64Range(0, 4).Draw(rt, "cpu")*1e9, rapid.Int64Range(0, 4).Draw(rt, "mem")<<30)))
+		}
+		var all, pending []*api.Task
+		for s := range rapid.IntRange(1, 3).Draw(rt, "services") {
+			svc := mkService(fmt.Sprintf("s%d", s), 0, func(svc *api.Service) {
+				svc.Spec.Reservations = api.Resources{NanoCPUs: rapid.Int64Range(0, 2).Draw(rt, "rcpu") * 1e9, MemoryBytes: rapid.Int64Range(0, 2).Draw(rt, "rmem") << 30}
+				if rapid.Bool().Draw(rt, "port") {
+					svc.Spec.Ports = []api.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 80, PublishMode: api.PublishHost}}
+				}
+			})
+			for i := range rapid.IntRange(0, 10).Draw(rt, "tasks") {
+				tk := mkTask(fmt.Sprintf("%s-%d", svc.ID, i), svc, uint64(i+1), "", api.TaskNew)
+				if len(nodes) > 0 && rapid.Bool().Draw(rt, "placed") {
+					tk.NodeID = nodes[rapid.IntRange(0, len(nodes)-1).Draw(rt, "on")].ID
+					tk.Status.State = api.TaskRunning
+				} else {
+					pending = append(pending, tk)
+				}
+				all = append(all, tk)
+			}
+		}
+		defer func(old int) { linearMax = old }(linearMax)
+		linearMax = 0
+		hp, hu := Schedule(nodes, all, pending)
+		linearMax = 1 << 30
+		lp, lu := Schedule(nodes, all, pending)
+		if !slices.Equal(hp, lp) || !slices.Equal(hu, lu) {
+			rt.Fatalf("heap: %v %v\nlinear: %v %v", hp, hu, lp, lu)
+		}
+	})
 }
