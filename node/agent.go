@@ -100,7 +100,10 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		}
 	}
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log,
-		OnAssignments: func(as api.Assignments) { d.applyTables(ctx, as) }})
+		OnAssignments: func(as api.Assignments) {
+			d.applyTables(ctx, as)
+			d.followRole(ctx, as.Node)
+		}})
 	d.goBG(func() { _ = p.agent.Run(ctx) })
 	return nil
 }

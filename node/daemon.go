@@ -28,7 +28,8 @@ type Daemon struct {
 	log  *slog.Logger
 	lock *os.File
 
-	mu    sync.Mutex
+	roleMu sync.Mutex // serialises promotion and demotion
+	mu     sync.Mutex
 	id    *identity
 	store *raftstore.Store // nil unless this node is a manager
 
@@ -127,8 +128,12 @@ func (d *Daemon) start(ctx context.Context) error {
 		}
 	}
 	id.PortBase, id.Addr = d.cfg.PortBase, d.cfg.AdvertiseAddr
-	if err := id.save(d.cfg.DataDir); err != nil {
-		return err
+	// A fresh init is saved by initCluster once the cluster exists, so a failed
+	// first start leaves a data dir that can simply be initialised again.
+	if !(fresh && d.cfg.Init) {
+		if err := id.save(d.cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	d.mu.Lock()
 	d.id = id
@@ -146,9 +151,6 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.startGossip(); err != nil {
 		return err
 	}
-	if err := d.startAPI(); err != nil {
-		return err
-	}
 	d.leaderTasks = append(d.leaderTasks, d.dispatcherTasks()...)
 	if d.store != nil {
 		d.goBG(func() { d.leaderLoop(ctx) })
@@ -157,6 +159,10 @@ func (d *Daemon) start(ctx context.Context) error {
 		if err := d.initCluster(ctx); err != nil {
 			return err
 		}
+	}
+	// The API opens last: once the socket answers, the node is fully up.
+	if err := d.startAPI(); err != nil {
+		return err
 	}
 	d.goBG(func() { d.registerLoop(ctx) })
 	for _, f := range d.extra {

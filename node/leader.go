@@ -21,13 +21,16 @@ func numCPU() int { return runtime.NumCPU() }
 // leaderLoop runs the leader-only work while this manager leads, and stops it the
 // moment leadership is lost.
 func (d *Daemon) leaderLoop(ctx context.Context) {
+	d.mu.Lock()
+	st := d.store
+	d.mu.Unlock()
 	var run *leaderRun
 	defer func() { run.stop() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case lead := <-d.store.LeaderCh():
+		case lead := <-st.LeaderCh():
 			run.stop()
 			run = nil
 			if lead {

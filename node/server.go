@@ -114,38 +114,51 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 			d.forwardToManager(w, r)
 			return
 		}
-		if st.IsLeader() {
-			if kind == routeRead && r.URL.Query().Get("index") == "" {
-				// A deposed leader that has not noticed yet would serve stale data;
-				// confirming with a quorum makes reads linearizable.
-				if err := st.Raft().VerifyLeader().Error(); err != nil {
-					d.forwardToLeader(w, r, st)
-					return
-				}
+		if !st.IsLeader() {
+			if r.Header.Get(forwardedHeader) != "" && !d.becomingLeader(r.Context(), st) {
+				// Forwarded to us as the leader, but we are not: the sender retries.
+				writeError(w, fmt.Errorf("leadership changed while forwarding: %w", raftstore.ErrNotLeader))
+				return
 			}
-			h(w, r)
-			return
+			id, addr := d.waitLeader(r.Context(), 3*time.Second)
+			switch {
+			case id == "":
+				writeError(w, d.noQuorumError())
+				return
+			case id != d.id.NodeID:
+				d.proxy(w, r, addr)
+				return
+			case !d.becomingLeader(r.Context(), st):
+				writeError(w, fmt.Errorf("leadership is changing: %w", raftstore.ErrNotLeader))
+				return
+			}
 		}
-		d.forwardToLeader(w, r, st)
+		if kind == routeRead && r.URL.Query().Get("index") == "" {
+			// A deposed leader that has not noticed yet would serve stale data;
+			// confirming with a quorum makes reads linearizable.
+			if err := st.Raft().VerifyLeader().Error(); err != nil {
+				writeError(w, fmt.Errorf("this node lost leadership: %w", raftstore.ErrNotLeader))
+				return
+			}
+		}
+		h(w, r)
 	}
 }
 
-func (d *Daemon) forwardToLeader(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
-	if r.Header.Get(forwardedHeader) != "" {
-		// Forwarded to us as the leader, but we no longer are: the sender retries.
-		writeError(w, fmt.Errorf("leadership changed while forwarding: %w", raftstore.ErrNotLeader))
-		return
+// becomingLeader covers the moment after an election when Raft names this node
+// leader but has not yet switched it to the leader state.
+func (d *Daemon) becomingLeader(ctx context.Context, st *raftstore.Store) bool {
+	if id, _ := st.Leader(); id != d.id.NodeID {
+		return false
 	}
-	id, addr := d.waitLeader(r.Context(), 3*time.Second)
-	if id == "" {
-		writeError(w, d.noQuorumError())
-		return
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if st.IsLeader() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if id == d.id.NodeID {
-		writeError(w, fmt.Errorf("this node just became leader: %w", raftstore.ErrNotLeader))
-		return
-	}
-	d.proxy(w, r, addr)
+	return st.IsLeader()
 }
 
 // forwardToManager is how a worker serves the API: through any reachable manager.

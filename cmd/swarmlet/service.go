@@ -161,7 +161,7 @@ func newServiceCreate() *cobra.Command {
 	f.StringVar(&resCPU, "reserve-cpu", "", "CPU reservation in cores")
 	f.StringVar(&resMem, "reserve-memory", "", "memory reservation in bytes (k, m, g suffixes)")
 	f.StringVar(&restart, "restart-condition", "any", "any, on-failure or none")
-	f.StringVar(&restartWait, "restart-delay", "0s", "wait before replacing a finished task")
+	f.StringVar(&restartWait, "restart-delay", "5s", "wait before replacing a finished task (docker's default)")
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	_ = c.MarkFlagRequired("name")

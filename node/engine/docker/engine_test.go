@@ -23,6 +23,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 
@@ -497,4 +498,27 @@ func TestStartMany(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d containers: Start returned after %v, all answering HTTP after %v; stopping all took %v",
 		n, started, answering, time.Since(stopStart))
+}
+
+// TestForwardEvents checks the part of Changes that needs no engine: task IDs pass,
+// the resume point advances, and a broken stream ends forward so Changes reconnects.
+func TestForwardEvents(t *testing.T) {
+	e := &Engine{log: slog.New(slog.DiscardHandler)}
+	msgs, errs, out := make(chan events.Message), make(chan error, 1), make(chan string, 2)
+	var since time.Time
+	done := make(chan error, 1)
+	go func() { done <- e.forward(context.Background(), msgs, errs, out, &since) }()
+	at := time.Unix(1700000000, 123456789)
+	msgs <- events.Message{TimeNano: at.UnixNano(), Actor: events.Actor{Attributes: map[string]string{engine.LabelTask: "t1"}}}
+	msgs <- events.Message{Actor: events.Actor{Attributes: map[string]string{"other": "x"}}} // not a task: skipped
+	if got := <-out; got != "t1" {
+		t.Fatalf("forwarded %q", got)
+	}
+	errs <- io.ErrUnexpectedEOF
+	if err := <-done; !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("forward returned %v", err)
+	}
+	if !since.Equal(at) {
+		t.Fatalf("since = %v, want %v", since, at)
+	}
 }
