@@ -44,7 +44,10 @@ type Balancer interface {
 	// Invalid frontends are skipped and reported in the returned error while the
 	// valid ones are still applied, so one bad service cannot block the others.
 	Sync(ctx context.Context, t Table) error
-	// Close removes everything this balancer made.
+	// Close removes everything this balancer made. A daemon that is only
+	// restarting should not call it: the kernel balancers' state outlives the
+	// process and a new balancer adopts it without a gap; Close is for
+	// leaving the cluster.
 	Close() error
 }
 

@@ -139,6 +139,9 @@ func (n *testNS) Do(f func() error) error {
 // namespace inherits it).
 func (n *testNS) run(t testing.TB, name string, args ...string) string {
 	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is needed to inspect the test namespace: %v", name, err)
+	}
 	var out []byte
 	err := n.Do(func() error {
 		var err error
