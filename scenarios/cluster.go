@@ -84,6 +84,7 @@ type ClusterConfig struct {
 	PortBase          int // default 4240: API, Raft +1, gossip +2
 	DNSPort           int // default 1053
 	ResultsDir        string
+	Env               []string // extra environment of the daemons (tuning knobs)
 	Logf              func(format string, args ...any)
 }
 
@@ -421,6 +422,7 @@ func (n *Node) Start() error {
 	fmt.Fprintf(log, "=== harness %.3fs: start #%d: swarmlet %s\n", n.c.now(), n.starts, strings.Join(args, " "))
 	cmd := n.c.ns.Command(append([]string{n.c.bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), n.c.cfg.Env...)
 	// Its own process group, so a terminal's ^C reaches the test and not the
 	// daemons; teardown kills them explicitly.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -755,6 +757,15 @@ func (c *Cluster) TaskProcs() []TaskProc {
 		}
 	}
 	return procs
+}
+
+// LogCount counts the lines of n's log matching re.
+func (c *Cluster) LogCount(n *Node, re *regexp.Regexp) int {
+	b, err := os.ReadFile(filepath.Join(c.cfg.ResultsDir, "logs", n.Name+".log"))
+	if err != nil {
+		return 0
+	}
+	return len(re.FindAll(b, -1))
 }
 
 var electionWon = regexp.MustCompile(`election won: term=(\d+)`)

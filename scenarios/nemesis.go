@@ -67,7 +67,8 @@ func partition(kind string, ports []int, lossPct int, pick func(ctx context.Cont
 		if err := e.C.ns.SetRules(rules); err != nil {
 			return nil, err
 		}
-		f := e.TL.Begin(kind, desc+": "+strings.Join(parts, " | "))
+		// The first group is the one the fault is about (the isolated node...).
+		f := e.TL.Begin(kind, desc+": "+strings.Join(parts, " | "), names(groups[0])...)
 		return func() error {
 			err := e.C.ns.SetRules(nil)
 			e.TL.End(f)
@@ -95,6 +96,19 @@ var (
 	IsolateLeader = Nemesis{"isolate-leader", partition("partition", nil, 0, func(ctx context.Context, e *Env) ([][]*Node, string) {
 		l, desc := e.leaderOr(ctx)
 		return isolate(l, e.C.Nodes), "isolate " + desc
+	})}
+	// IsolateFollower cuts off a manager that is not the leader: the cluster goes
+	// on without it, and it must catch up when healed.
+	IsolateFollower = Nemesis{"isolate-follower", partition("partition", nil, 0, func(ctx context.Context, e *Env) ([][]*Node, string) {
+		l, _ := e.C.Leader(ctx)
+		var fs []*Node
+		for _, m := range e.C.Managers() {
+			if m != l {
+				fs = append(fs, m)
+			}
+		}
+		n := fs[e.Rng.Intn(len(fs))]
+		return isolate(n, e.C.Nodes), "isolate follower " + n.Name
 	})}
 	// MajorityMinority splits managers into a majority and a minority, and the
 	// workers at random between them.

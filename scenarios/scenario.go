@@ -24,6 +24,9 @@ type Scenario struct {
 	Clients           int           // default: one per node
 	Short             bool          // part of the -short subset
 	Seed              int64         // default: from the clock (logged, and SWL_SEED overrides)
+	Env               []string      // extra daemon environment
+	// Extra checks specific to the scenario, run after the common ones.
+	Extra func(c *Cluster, faults []Fault) []Verdict
 }
 
 // Result is what a scenario run produced, for summaries.
@@ -35,6 +38,8 @@ type Result struct {
 	Convergence time.Duration `json:"convergence_ns"` // heal -> converged; -1 if never
 	Agreement   time.Duration `json:"agreement_ns"`   // heal -> managers identical; -1 if never
 	Notes       []string      `json:"notes,omitempty"`
+	Failed      bool          `json:"failed"`
+	At          time.Time     `json:"at"`
 }
 
 // Bounds after the final heal.
@@ -59,7 +64,7 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 		fmt.Sscan(s, &sc.Seed)
 	}
 	dir := filepath.Join("results", sc.Name)
-	os.RemoveAll(dir)
+	preserveFailed(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +74,9 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	clock := time.Now()
 	hist := NewHistoryAt(clock)
 	tl := NewTimeline(clock)
-	res := &Result{Scenario: sc.Name, Seed: sc.Seed, Convergence: -1, Agreement: -1}
+	res := &Result{Scenario: sc.Name, Seed: sc.Seed, Convergence: -1, Agreement: -1, At: time.Now()}
 
-	c := NewCluster(t, ClusterConfig{Managers: sc.Managers, Workers: sc.Workers, ResultsDir: dir}, clock)
+	c := NewCluster(t, ClusterConfig{Managers: sc.Managers, Workers: sc.Workers, ResultsDir: dir, Env: sc.Env}, clock)
 	tl.Mark("cluster up")
 	env := &Env{C: c, TL: tl, Rng: rand.New(rand.NewSource(sc.Seed)), Logf: t.Logf}
 
@@ -85,7 +90,9 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	defer func() {
 		stopSampling()
 		<-sampled
+		res.Failed = t.Failed()
 		writeResults(t, dir, sc, c, hist, tl, res)
+		appendSummary(t, res)
 	}()
 
 	clients := sc.Clients
@@ -156,6 +163,10 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 		CheckDigests(c.Samples()),
 		verdictFrom("no-crashes", append(c.Crashes(), c.LogPanics()...), "no daemon crashed, panicked or raced"),
 	)
+	if sc.Extra != nil {
+		faults, _ := tl.Snapshot()
+		res.Verdicts = append(res.Verdicts, sc.Extra(c, faults)...)
+	}
 	if c.HasNoDebug() {
 		res.Notes = append(res.Notes, "the daemon has no /v1/debug/state: leader and digest checks rely on logs only")
 	}
@@ -401,4 +412,36 @@ func jsonUnmarshal(s string, v any) error {
 		return nil
 	}
 	return json.Unmarshal([]byte(s), v)
+}
+
+// preserveFailed makes room for a new run in dir, keeping a failed previous run
+// aside (dir.failed-<seed>) rather than deleting the evidence.
+func preserveFailed(dir string) {
+	var prev Result
+	b, err := os.ReadFile(filepath.Join(dir, "verdicts.json"))
+	if err == nil && json.Unmarshal(b, &prev) == nil && prev.Failed {
+		if os.Rename(dir, fmt.Sprintf("%s.failed-%d", dir, prev.Seed)) == nil {
+			return
+		}
+	}
+	os.RemoveAll(dir)
+}
+
+// summaryPath collects one line per run, so that repeated runs
+// (go test -count=N) give convergence medians and worst cases.
+const summaryPath = "results/summary.jsonl"
+
+func appendSummary(t *testing.T, res *Result) {
+	b, err := json.Marshal(res)
+	if err == nil {
+		var f *os.File
+		f, err = os.OpenFile(summaryPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = f.Write(append(b, '\n'))
+			f.Close()
+		}
+	}
+	if err != nil {
+		t.Errorf("summary: %v", err)
+	}
 }

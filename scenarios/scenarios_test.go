@@ -1,6 +1,8 @@
 package scenarios
 
 import (
+	"fmt"
+	"regexp"
 	"testing"
 	"time"
 )
@@ -32,6 +34,39 @@ func TestPartition(t *testing.T) {
 	run(t, "bridge", false, 3, 2, Bridge)
 	run(t, "random-halves", false, 5, 1, RandomHalves)
 }
+
+// TestSnapshotCatchUp cuts a follower off long enough that the leader compacts
+// its log past the follower's position, so healing needs InstallSnapshot. The
+// daemon must honour the tuning environment for that (raft's defaults, 8192
+// entries, take far longer than a test to reach).
+func TestSnapshotCatchUp(t *testing.T) {
+	t.Run("follower", func(t *testing.T) {
+		_, _, healFor := timing(testing.Short())
+		RunScenario(t, Scenario{
+			Name: t.Name(), Managers: 3, Workers: 1, Nemesis: IsolateFollower,
+			Cycles: 1, FaultFor: 40 * time.Second, HealFor: healFor,
+			Env: []string{"SWARMLET_RAFT_SNAPSHOT_THRESHOLD=64", "SWARMLET_RAFT_TRAILING_LOGS=16", "SWARMLET_RAFT_SNAPSHOT_INTERVAL=2s"},
+			Extra: func(c *Cluster, faults []Fault) []Verdict {
+				v := Verdict{Checker: "snapshot-installed"}
+				if len(faults) == 0 || len(faults[0].Targets) != 1 {
+					v.Status, v.Summary = Skipped, "no isolated follower recorded"
+					return []Verdict{v}
+				}
+				n := c.Node(faults[0].Targets[0])
+				if k := c.LogCount(n, installedSnapshot); k > 0 {
+					v.Status, v.Summary = Pass, fmt.Sprintf("%s caught up through %d snapshot install(s), and the common checks hold", n, k)
+				} else {
+					v.Status, v.Summary = Skipped, fmt.Sprintf("%s caught up from the log, not a snapshot: the daemon does not honour SWARMLET_RAFT_SNAPSHOT_THRESHOLD/TRAILING_LOGS/SNAPSHOT_INTERVAL", n)
+				}
+				return []Verdict{v}
+			},
+		})
+	})
+}
+
+// installedSnapshot is what hashicorp/raft logs on a follower that restored a
+// snapshot sent by the leader.
+var installedSnapshot = regexp.MustCompile(`Installed remote snapshot`)
 
 func TestLoss(t *testing.T) {
 	run(t, "loss-20", false, 3, 2, PacketLoss(20))

@@ -52,7 +52,7 @@ func TestRenderHTML(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	svg := out[strings.Index(out, "<svg"):strings.Index(out, "</svg>")+len("</svg>")]
+	svg := out[strings.Index(out, "<svg") : strings.Index(out, "</svg>")+len("</svg>")]
 	d := xml.NewDecoder(strings.NewReader(svg))
 	for {
 		_, err := d.Token()
