@@ -68,8 +68,8 @@ func opString(op api.TaskOp) string {
 	case api.TaskOpCreate:
 		t := op.Task
 		s := fmt.Sprintf("create %s slot=%d", t.ID, t.Slot)
-		if t.NodeID != "" {
-			s += " node=" + t.NodeID
+		if pin := pinnedNode(t); pin != "" {
+			s += " node=" + pin
 		}
 		if t.Attempt != 0 {
 			s += fmt.Sprintf(" attempt=%d", t.Attempt)

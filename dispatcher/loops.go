@@ -29,6 +29,7 @@ type Orchestrator struct {
 }
 
 // NewOrchestrator returns an orchestrator over store. clock is read once per pass.
+// logger should carry the component key (node adds component=orchestrator).
 func NewOrchestrator(store Store, logger *slog.Logger, clock func() time.Time) *Orchestrator {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -36,7 +37,7 @@ func NewOrchestrator(store Store, logger *slog.Logger, clock func() time.Time) *
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Orchestrator{store: store, log: logger.With("component", "orchestrator"), clock: clock, NewID: NewTaskID}
+	return &Orchestrator{store: store, log: logger, clock: clock, NewID: NewTaskID}
 }
 
 // Run reconciles on every store change and whenever a restart delay runs out, until
@@ -86,6 +87,7 @@ type Scheduler struct {
 }
 
 // NewScheduler returns a scheduler over store. clock stamps the ops it writes.
+// logger should carry the component key (node adds component=scheduler).
 func NewScheduler(store Store, logger *slog.Logger, clock func() time.Time) *Scheduler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -93,7 +95,7 @@ func NewScheduler(store Store, logger *slog.Logger, clock func() time.Time) *Sch
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Scheduler{store: store, log: logger.With("component", "scheduler"), clock: clock}
+	return &Scheduler{store: store, log: logger, clock: clock}
 }
 
 // Run schedules on every store change until ctx ends; it then returns nil.
@@ -152,8 +154,11 @@ func (s *Scheduler) plan(snap Snapshot, now time.Time) []api.TaskOp {
 	return ops
 }
 
+// needsPlacement: new or pending, meant to run, and not yet on a node. The FSM
+// refuses to assign a task that has a node, and a refused op would still wake every
+// loop: never propose one.
 func needsPlacement(t *api.Task) bool {
-	return t.Status.State <= api.TaskPending && t.DesiredState <= api.TaskRunning
+	return t.Status.State <= api.TaskPending && t.DesiredState <= api.TaskRunning && t.NodeID == ""
 }
 
 func recheck(fresh Snapshot, ops []api.TaskOp) []api.TaskOp {
@@ -173,7 +178,7 @@ func recheck(fresh Snapshot, ops []api.TaskOp) []api.TaskOp {
 		}
 		if op.Kind == api.TaskOpAssign {
 			n := nodes[op.NodeID]
-			if n == nil || n.Status != api.NodeReady || !isActive(n) || (t.NodeID != "" && t.NodeID != op.NodeID) {
+			if n == nil || n.Status != api.NodeReady || !isActive(n) {
 				continue
 			}
 		}

@@ -155,3 +155,46 @@ func TestRunRetriesFailedCommits(t *testing.T) {
 	store.mu.Unlock()
 	waitFor(t, "2 running tasks", func() bool { running, _ := live(store, "web"); return len(running) == 2 })
 }
+
+func TestRunLoopsGlobal(t *testing.T) {
+	store := newMemStore()
+	for _, id := range []string{"1", "2", "3"} {
+		store.putNode(mkNode(id))
+	}
+	startLoops(t, store)
+	store.putService(mkService("agent", 0, global))
+	onNodes := func(want ...string) func() bool {
+		return func() bool {
+			got := map[string]bool{}
+			for _, tk := range store.Snapshot().TasksByService("agent") {
+				switch {
+				case tk.DesiredState > api.TaskRunning || tk.Status.State.Terminal():
+				case tk.Status.State != api.TaskRunning || got[tk.NodeID]:
+					return false
+				default:
+					got[tk.NodeID] = true
+				}
+			}
+			if len(got) != len(want) {
+				return false
+			}
+			for _, n := range want {
+				if !got[n] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "a task on every node", onNodes("1", "2", "3"))
+	store.updateNode("2", drained)
+	waitFor(t, "no task on the drained node", onNodes("1", "3"))
+	store.putNode(mkNode("4"))
+	waitFor(t, "a task on the new node", onNodes("1", "3", "4"))
+
+	idx := store.Snapshot().Index()
+	time.Sleep(100 * time.Millisecond)
+	if got := store.Snapshot().Index(); got != idx {
+		t.Fatalf("store index moved from %d to %d after convergence", idx, got)
+	}
+}

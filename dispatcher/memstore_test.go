@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -20,7 +21,7 @@ type memStore struct {
 	services map[string]*api.Service
 	tasks    map[string]*api.Task
 	watch    chan struct{}
-	batches  int // ApplyTaskOps calls that changed something
+	batches  int // ApplyTaskOps calls
 	applyErr error
 }
 
@@ -53,10 +54,11 @@ func (s *memStore) ApplyTaskOps(_ context.Context, ops []api.TaskOp) error {
 	if s.applyErr != nil {
 		return s.applyErr
 	}
-	if applyOps(s.tasks, ops, s.index+1) {
-		s.batches++
-		s.changed()
-	}
+	// Like raftstore, every entry bumps the index and wakes watchers, even one whose
+	// ops were all no-ops: a loop that proposes no-ops then shows up as a write storm.
+	applyOps(s.tasks, ops, s.index+1)
+	s.batches++
+	s.changed()
 	return nil
 }
 
@@ -71,14 +73,14 @@ func applyOps(tasks map[string]*api.Task, ops []api.TaskOp, index uint64) bool {
 	return changed
 }
 
-// applyOp is the FSM's task-op semantics; an op whose precondition fails is a no-op.
+// applyOp is the FSM's task-op semantics (raftstore's applyTaskOps); an op whose
+// precondition fails is a no-op.
 func applyOp(tasks map[string]*api.Task, op api.TaskOp, index uint64) bool {
 	if op.Kind == api.TaskOpCreate {
 		if op.Task == nil || tasks[op.Task.ID] != nil {
 			return false
 		}
 		t := cloneTask(op.Task)
-		t.Status.State = api.TaskNew
 		t.CreateIndex, t.ModifyIndex = index, index
 		tasks[t.ID] = t
 		return true
@@ -90,7 +92,7 @@ func applyOp(tasks map[string]*api.Task, op api.TaskOp, index uint64) bool {
 	t := cloneTask(old) // copy on write: snapshots handed out keep their view
 	switch op.Kind {
 	case api.TaskOpAssign:
-		if t.Status.State > api.TaskPending {
+		if t.Status.State > api.TaskPending || t.NodeID != "" {
 			return false
 		}
 		t.NodeID = op.NodeID
@@ -101,21 +103,25 @@ func applyOp(tasks map[string]*api.Task, op api.TaskOp, index uint64) bool {
 			return false
 		}
 		t.PendingReason = op.Reason
-		t.Status = api.TaskStatus{State: api.TaskPending, Message: "pending", Timestamp: op.At}
+		t.Status = api.TaskStatus{State: api.TaskPending, Message: op.Reason, Timestamp: op.At}
 	case api.TaskOpDesired:
 		if op.Desired <= t.DesiredState {
 			return false
 		}
 		t.DesiredState = op.Desired
 	case api.TaskOpStatus:
-		if op.Status.State < t.Status.State {
+		if op.Status.State < t.Status.State || op.Status.State == t.Status.State && reflect.DeepEqual(op.Status, t.Status) {
 			return false
+		}
+		if op.NodeID != "" && op.NodeID != t.NodeID {
+			return false // a report from a node the task is not on
 		}
 		t.Status = op.Status
 		t.Status.Ports = slices.Clone(op.Status.Ports)
 	case api.TaskOpDelete:
-		if !t.Status.State.Terminal() {
-			return false
+		if !t.Status.State.Terminal() && t.Status.State > api.TaskPending {
+			// The FSM fails the whole batch here; the loops never propose it.
+			panic("delete of live task " + t.ID)
 		}
 		delete(tasks, op.TaskID)
 		return true

@@ -124,7 +124,8 @@ func (r *reconciler) replicated(tasks []*api.Task) {
 func (r *reconciler) global(tasks []*api.Task) {
 	byNode := map[string][]*api.Task{}
 	for _, t := range tasks {
-		byNode[t.NodeID] = append(byNode[t.NodeID], t)
+		id := pinnedNode(t)
+		byNode[id] = append(byNode[id], t)
 	}
 	keys := make([]string, 0, len(r.nodes)+len(byNode))
 	for id := range r.nodes {
@@ -371,14 +372,21 @@ func (r *reconciler) replace(cur *api.Task, slot uint64, nodeID string, attempt 
 }
 
 // create adds a task for the slot (replicated) or node (global) from the current spec.
+// New tasks are always in state new with no node: the scheduler places them.
 func (r *reconciler) create(slot uint64, nodeID string, attempt uint64) {
+	spec := r.svc.Spec
+	if nodeID != "" {
+		// A global task is bound to its node by a constraint rather than a preset
+		// NodeID: the FSM assigns only unplaced tasks, and the scheduler still checks
+		// that the node is ready, active and has room.
+		spec.Constraints = append(slices.Clone(spec.Constraints), "node.id=="+nodeID)
+	}
 	t := &api.Task{
 		ID:           r.newID(),
 		ServiceID:    r.svc.ID,
 		ServiceName:  r.svc.Spec.Name,
 		Slot:         slot,
-		NodeID:       nodeID,
-		Spec:         r.svc.Spec,
+		Spec:         spec,
 		SpecVersion:  r.svc.SpecVersion,
 		DesiredState: api.TaskRunning,
 		Status:       api.TaskStatus{State: api.TaskNew, Message: "created", Timestamp: r.now},

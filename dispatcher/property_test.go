@@ -72,7 +72,13 @@ func TestPropertyConverges(t *testing.T) {
 		for i := range nNodes {
 			s.store.putNode(mkNode(fmt.Sprint(i), randomNodeState(rt, fmt.Sprintf("node%d", i))))
 		}
-		svc := mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "replicas"))
+		isGlobal := rapid.Bool().Draw(rt, "global")
+		mode := func(svc *api.Service) {
+			if isGlobal {
+				global(svc)
+			}
+		}
+		svc := mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "replicas"), mode)
 		s.store.putService(svc)
 
 		// Interleave the loops with events: failures, node changes, scaling, updates.
@@ -95,7 +101,7 @@ func TestPropertyConverges(t *testing.T) {
 				id := fmt.Sprint(rapid.IntRange(0, nNodes-1).Draw(rt, "node"))
 				s.store.updateNode(id, randomNodeState(rt, "change"))
 			case 7:
-				svc = mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "scale"), func(n *api.Service) { n.SpecVersion = svc.SpecVersion })
+				svc = mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "scale"), mode, func(n *api.Service) { n.SpecVersion = svc.SpecVersion })
 				if rapid.Bool().Draw(rt, "update") {
 					svc.SpecVersion++
 				}
@@ -103,7 +109,11 @@ func TestPropertyConverges(t *testing.T) {
 			}
 		}
 		s.converge(rt, 200)
-		checkConverged(rt, s.store.Snapshot(), svc)
+		if isGlobal {
+			checkConvergedGlobal(rt, s.store.Snapshot(), svc)
+		} else {
+			checkConverged(rt, s.store.Snapshot(), svc)
+		}
 	})
 }
 
@@ -175,5 +185,49 @@ func checkConverged(t tb, snap Snapshot, svc *api.Service) {
 		if n > HistoryPerSlot {
 			t.Fatalf("slot %d keeps %d terminal tasks, want at most %d", slot, n, HistoryPerSlot)
 		}
+	}
+}
+
+// checkConvergedGlobal: one running task on every ready active node, none on a node
+// that is down or drained, at most one live task per node (paused nodes keep theirs
+// or have none), all at the current spec version.
+func checkConvergedGlobal(t tb, snap Snapshot, svc *api.Service) {
+	perNode := map[string]*api.Task{}
+	for _, tk := range snap.Tasks() {
+		if tk.Status.State.Terminal() {
+			continue
+		}
+		if tk.DesiredState > api.TaskRunning {
+			t.Fatalf("task %s still %s though asked to stop", tk.ID, tk.Status.State)
+		}
+		pin := pinnedNode(tk)
+		if perNode[pin] != nil {
+			t.Fatalf("node %s has two live tasks", pin)
+		}
+		perNode[pin] = tk
+		if tk.SpecVersion != svc.SpecVersion {
+			t.Fatalf("task %s at spec version %d, want %d", tk.ID, tk.SpecVersion, svc.SpecVersion)
+		}
+	}
+	for _, n := range snap.Nodes() {
+		tk := perNode[n.ID]
+		delete(perNode, n.ID)
+		switch {
+		case n.Status != api.NodeReady || n.Availability == api.AvailabilityDrain:
+			if tk != nil {
+				t.Fatalf("node %s (%s/%s) has live task %s", n.ID, n.Status, n.Availability, tk.ID)
+			}
+		case n.Availability == api.AvailabilityActive:
+			if tk == nil || tk.Status.State != api.TaskRunning || tk.NodeID != n.ID {
+				t.Fatalf("active node %s has no running task: %+v", n.ID, tk)
+			}
+		default: // paused
+			if tk != nil && tk.Status.State != api.TaskRunning && tk.Status.State != api.TaskPending {
+				t.Fatalf("paused node %s has task %s in state %s", n.ID, tk.ID, tk.Status.State)
+			}
+		}
+	}
+	if len(perNode) != 0 {
+		t.Fatalf("live tasks on unknown nodes: %v", perNode)
 	}
 }

@@ -26,7 +26,8 @@ type Unplaced struct {
 // Schedule places pending tasks on nodes. It is a pure function of its inputs:
 // nodes, every task (whose non-terminal placed members reserve resources and ports
 // and count for spread), and the tasks to place (new or pending, desired running).
-// A pending task whose NodeID is already set (a global task) may only go to that node.
+// A task pinned to a node (its NodeID already set, or a node.id==X constraint, which
+// is how global tasks are made) is only considered for that node.
 //
 // Tasks are placed one after another and each placement counts for the next, so a
 // thousand replicas spread in one call. Among the nodes that pass every filter the
@@ -59,22 +60,25 @@ func Schedule(nodes []*api.Node, tasks []*api.Task, pending []*api.Task) (placem
 		}
 	}
 
-	pending = slices.Clone(pending)
-	slices.SortFunc(pending, func(a, b *api.Task) int {
+	queue := make([]pinned, len(pending))
+	for i, t := range pending {
+		queue[i] = pinned{t, pinnedNode(t)}
+	}
+	slices.SortFunc(queue, func(a, b pinned) int {
 		return cmp.Or(
 			cmp.Compare(a.ServiceID, b.ServiceID),
 			cmp.Compare(a.SpecVersion, b.SpecVersion),
-			cmp.Compare(a.NodeID, b.NodeID),
+			cmp.Compare(a.pin, b.pin),
 			cmp.Compare(a.Slot, b.Slot),
 			cmp.Compare(a.ID, b.ID),
 		)
 	})
-	for start := 0; start < len(pending); {
+	for start := 0; start < len(queue); {
 		end := start + 1
-		for end < len(pending) && sameGroup(pending[start], pending[end]) {
+		for end < len(queue) && sameGroup(queue[start], queue[end]) {
 			end++
 		}
-		p, u := c.scheduleGroup(pending[start:end])
+		p, u := c.scheduleGroup(queue[start:end])
 		placements = append(placements, p...)
 		unplaced = append(unplaced, u...)
 		start = end
@@ -105,9 +109,29 @@ func (c *cluster) commit(ni *nodeInfo, r *request, desiredRunning bool) {
 	}
 }
 
+// pinned is a task to place and the one node it may go to, if any.
+type pinned struct {
+	*api.Task
+	pin string
+}
+
+// pinnedNode returns the node a task is bound to: its NodeID if already set, else the
+// value of a node.id==X constraint, else "".
+func pinnedNode(t *api.Task) string {
+	if t.NodeID != "" {
+		return t.NodeID
+	}
+	for _, expr := range t.Spec.Constraints {
+		if c, err := api.ParseConstraint(expr); err == nil && c.Equal && c.Key == "node.id" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
 // sameGroup: tasks of one service at one spec version ask the same of a node.
-func sameGroup(a, b *api.Task) bool {
-	return a.ServiceID == b.ServiceID && a.SpecVersion == b.SpecVersion && a.NodeID == b.NodeID
+func sameGroup(a, b pinned) bool {
+	return a.ServiceID == b.ServiceID && a.SpecVersion == b.SpecVersion && a.pin == b.pin
 }
 
 // staticResult is the outcome of the static filters over all nodes for one set of
@@ -134,12 +158,12 @@ func runStatic(nodes []*nodeInfo, req *request) *staticResult {
 // A node refused by a dynamic filter is dropped for the rest of the group: within
 // one call resources and ports only fill up, so it would refuse the group's later
 // tasks too.
-func (c *cluster) scheduleGroup(group []*api.Task) ([]Placement, []Unplaced) {
-	req := newRequest(group[0])
+func (c *cluster) scheduleGroup(group []pinned) ([]Placement, []Unplaced) {
+	req := newRequest(group[0].Task)
 	var st *staticResult
 	considered := len(c.infos)
 	var missing string
-	if id := group[0].NodeID; id != "" {
+	if id := group[0].pin; id != "" {
 		considered = 1
 		if ni := c.byID[id]; ni != nil {
 			st = runStatic([]*nodeInfo{ni}, req)
