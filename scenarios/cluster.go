@@ -833,3 +833,23 @@ func waitOrAbort(timeout time.Duration, what string, cond func() (ok bool, why s
 		backoff = min(backoff*2, 250*time.Millisecond)
 	}
 }
+
+// DNSAnswers asks n's DNS server for name's A records (with dig, inside the
+// namespace) and returns the addresses sorted and deduplicated.
+func (c *Cluster) DNSAnswers(n *Node, name string) ([]string, error) {
+	cmd := c.ns.Command("dig", "+short", "+time=1", "+tries=2", "@"+n.Addr, "-p", strconv.Itoa(c.cfg.DNSPort), name, "A")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("dig %s @%s: %v: %s", name, n, err, bytes.TrimSpace(out))
+	}
+	seen := map[string]bool{}
+	var addrs []string
+	for _, l := range strings.Fields(string(out)) {
+		if net.ParseIP(l) != nil && !seen[l] {
+			seen[l] = true
+			addrs = append(addrs, l)
+		}
+	}
+	sort.Strings(addrs)
+	return addrs, nil
+}

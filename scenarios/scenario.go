@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -143,6 +144,7 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	res.Verdicts = append(res.Verdicts, fv)
 	res.Verdicts = append(res.Verdicts, checkConvergence(c, healed, res))
 	tl.Mark("converged")
+	res.Verdicts = append(res.Verdicts, checkDNS(c, final))
 	res.Verdicts = append(res.Verdicts, checkOrphans(c, w, hist, final))
 
 	stopSampling()
@@ -444,4 +446,62 @@ func appendSummary(t *testing.T, res *Result) {
 	if err != nil {
 		t.Errorf("summary: %v", err)
 	}
+}
+
+// dnsBound is how long after convergence every node's DNS may take to agree.
+const dnsBound = 30 * time.Second
+
+// checkDNS waits until every node answers tasks.SERVICE with the addresses of the
+// nodes running the service's tasks (as `service ps` places them).
+func checkDNS(c *Cluster, final map[string]int) Verdict {
+	if _, err := exec.LookPath("dig"); err != nil {
+		return Verdict{Checker: "dns-agrees", Status: Skipped, Summary: "dig not installed"}
+	}
+	start := time.Now()
+	err := WaitFor(dnsBound, "every node's DNS to answer tasks.SERVICE with the running tasks' nodes", func() (bool, string) {
+		leader, err := c.Leader(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		_, tasks, _, err := clusterView(c, leader)
+		if err != nil {
+			return false, err.Error()
+		}
+		var bad []string
+		for _, svc := range sortedKeys(final) {
+			want := map[string]bool{}
+			for _, t := range tasks[svc] {
+				if t.Current == "running" {
+					if n := c.Node(c.Resolve(t.Node)); n != nil {
+						want[n.Addr] = true
+					}
+				}
+			}
+			wantList := sortedSet(want)
+			for _, n := range c.Nodes {
+				got, err := c.DNSAnswers(n, "tasks."+svc)
+				if err != nil {
+					bad = append(bad, err.Error())
+					continue
+				}
+				if fmt.Sprint(got) != fmt.Sprint(wantList) {
+					bad = append(bad, fmt.Sprintf("%s answers tasks.%s with %v, tasks run on %v", n, svc, got, wantList))
+				}
+			}
+		}
+		return len(bad) == 0, strings.Join(bad, "; ")
+	})
+	if err != nil {
+		return Verdict{Checker: "dns-agrees", Status: Failed, Summary: fmt.Sprintf("DNS answers differ %v after convergence", dnsBound), Details: []string{err.Error()}}
+	}
+	return Verdict{Checker: "dns-agrees", Status: Pass, Summary: fmt.Sprintf("every node answers tasks.SERVICE for %d services with the running tasks' nodes, %.2fs after convergence", len(final), time.Since(start).Seconds())}
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
