@@ -169,12 +169,14 @@ func ToPorcupine(ops []Op) []porcupine.Operation {
 }
 
 // CheckLinearizable runs porcupine over the history. vizPath, if set, receives
-// porcupine's interactive HTML visualisation (the place to look when it fails).
+// porcupine's interactive HTML visualisation when the history is not found
+// linearizable (the place to look when it fails).
 func CheckLinearizable(ops []Op, timeout time.Duration, vizPath string) Verdict {
 	v := Verdict{Checker: "linearizable"}
 	pops := ToPorcupine(ops)
 	res, info := porcupine.CheckOperationsVerbose(ServiceModel, pops, timeout)
-	if vizPath != "" {
+	// The visualisation is megabytes: written only when there is something to see.
+	if vizPath != "" && res != porcupine.Ok {
 		if err := porcupine.VisualizePath(ServiceModel, info, vizPath); err != nil {
 			v.Details = append(v.Details, "visualisation: "+err.Error())
 		}
