@@ -442,7 +442,9 @@ func (d *Daemon) shutdown() {
 	if d.left {
 		d.forgetCluster()
 	}
-	_ = os.Remove(d.cfg.socketPath())
+	if len(d.servers) > 0 {
+		_ = os.Remove(d.cfg.socketPath())
+	}
 	if d.lock != nil {
 		d.lock.Close()
 	}

@@ -594,10 +594,25 @@ func TestStartMany(t *testing.T) {
 		}
 		seen[inst.Ports[0].HostPort] = true
 		url := fmt.Sprintf("http://127.0.0.1:%d/", inst.Ports[0].HostPort)
-		waitFor(t, 10*time.Second, "task answers", func() bool {
-			body, err := httpGet(url)
-			return err == nil && strings.HasPrefix(body, fmt.Sprintf("task=t-many-%d ", i))
+		var body string
+		var err error
+		waitFor(t, 20*time.Second, "task answers", func() bool {
+			body, err = httpGet(url)
+			if err == nil && strings.HasPrefix(body, fmt.Sprintf("task=t-many-%d ", i)) {
+				return true
+			}
+			// Say why rather than time out: a port taken by another process between
+			// the engine's choice and the task's bind makes the task exit.
+			if got, _ := findInstance(t, e, inst.TaskID); got.State.Terminal() {
+				var logs strings.Builder
+				_ = e.Logs(context.Background(), inst.TaskID, false, 0, &logs)
+				t.Fatalf("task %s exited: %+v\n%s", inst.TaskID, got, logs.String())
+			}
+			return false
 		})
+		if t.Failed() {
+			t.Fatalf("last answer from %s: %q, %v", url, body, err)
+		}
 	}
 	t.Logf("%d process tasks: Start returned after %v, all answering HTTP after %v", n, started, time.Since(start))
 }
