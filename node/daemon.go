@@ -30,8 +30,8 @@ type Daemon struct {
 
 	roleMu sync.Mutex // serialises promotion and demotion
 	mu     sync.Mutex
-	id    *identity
-	store *raftstore.Store // nil unless this node is a manager
+	id     *identity
+	store  *raftstore.Store // nil unless this node is a manager
 
 	gossip  *gossip.Gossip
 	servers []*http.Server
