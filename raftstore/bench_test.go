@@ -137,3 +137,22 @@ func BenchmarkApplyBatched(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "changes/s")
 }
+
+// BenchmarkFSMApplyTaskOps: the FSM alone, 256 task creations per entry.
+func BenchmarkFSMApplyTaskOps(b *testing.B) {
+	s := NewState()
+	for i := 0; i < b.N; i++ {
+		data, err := Encode(&TaskOps{Ops: statusOps(256, i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, err := Decode(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Apply(uint64(i+1), c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "changes/s")
+}
