@@ -51,8 +51,7 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	txn.Commit()
-	s.bump(index)
+	s.commit(txn, index)
 	return res, nil
 }
 

@@ -122,8 +122,11 @@ func (s *State) current() *memdb.MemDB {
 	return s.db
 }
 
-func (s *State) bump(index uint64) {
+// commit publishes a write transaction and its index together, so a snapshot never
+// pairs new data with an old index (managers compare digests at equal indexes).
+func (s *State) commit(txn *memdb.Txn, index uint64) {
 	s.mu.Lock()
+	txn.Commit()
 	if index > s.index {
 		s.index = index
 	}
