@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -16,9 +17,12 @@ import (
 )
 
 func main() {
+	// Under the process engine PORT is a host port on the node address; several
+	// nodes may share one machine (127.0.0.1, 127.0.0.2, ...), so bind that address
+	// alone. In a container PORT is unset and the target port is 80.
 	addr := ":80"
 	if p := os.Getenv("PORT"); p != "" {
-		addr = ":" + p
+		addr = net.JoinHostPort(os.Getenv("SWARMLET_ADDR"), p)
 	}
 	host, _ := os.Hostname()
 	logger := slog.New(slog.NewTextHandler(os.Stdout, nil)).With("component", "whoami")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -533,30 +534,26 @@ func (e *Engine) releasePorts(ports []api.PortBinding) {
 	}
 }
 
-// freePort asks the kernel for a free port on the node address and reserves it, so
-// that two tasks started at once are not handed the same one before either binds it.
+// freePort finds a port free on every address of the host and reserves it, so that
+// two tasks started at once are not handed the same one before either binds it.
+//
+// It picks from below the kernel's ephemeral range (see portRange): a port in that
+// range could be taken, between this check and the task's bind, by the local end of
+// any outgoing connection or by Docker's port allocator, which draws from the same
+// range. Probing the wildcard address also catches listeners on other addresses, so
+// a task may bind either its node address or all of them.
 func (e *Engine) freePort(proto string) (int, error) {
-	addr := net.JoinHostPort(e.cfg.NodeAddr, "0")
-	for range 50 {
-		var port int
-		switch proto {
-		case "udp":
-			c, err := net.ListenPacket("udp", addr)
-			if err != nil {
-				return 0, fmt.Errorf("find a free udp port on %s: %w", e.cfg.NodeAddr, err)
-			}
-			port = c.LocalAddr().(*net.UDPAddr).Port
-			c.Close()
-		default:
-			l, err := net.Listen("tcp", addr)
-			if err != nil {
-				return 0, fmt.Errorf("find a free tcp port on %s: %w", e.cfg.NodeAddr, err)
-			}
-			port = l.Addr().(*net.TCPAddr).Port
-			l.Close()
+	lo, hi := portRange()
+	for range 200 {
+		port := lo + rand.IntN(hi-lo)
+		key := portKey(proto, port)
+		e.mu.Lock()
+		taken := e.ports[key]
+		e.mu.Unlock()
+		if taken || !portFree(proto, port) {
+			continue
 		}
 		e.mu.Lock()
-		key := portKey(proto, port)
 		if !e.ports[key] {
 			e.ports[key] = true
 			e.mu.Unlock()
@@ -564,5 +561,38 @@ func (e *Engine) freePort(proto string) (int, error) {
 		}
 		e.mu.Unlock()
 	}
-	return 0, fmt.Errorf("find a free %s port on %s: every try was taken", proto, e.cfg.NodeAddr)
+	return 0, fmt.Errorf("find a free %s port in %d-%d: all tries were taken", proto, lo, hi-1)
+}
+
+func portFree(proto string, port int) bool {
+	addr := ":" + strconv.Itoa(port)
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// portRange is [lo, hi) for task ports: the 12,000 ports below the ephemeral range
+// (32768-60999 on Linux by default, so 20768-32767), or 20000-29999 if that range
+// cannot be read or starts too low to leave room.
+func portRange() (int, int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if low, err := strconv.Atoi(f[0]); err == nil && low >= 13024 {
+				return low - 12000, low
+			}
+		}
+	}
+	return 20000, 30000
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -165,14 +164,17 @@ func readPID(t *testing.T, path string) int {
 	return pid
 }
 
+// freeTCPPort picks a port the way the engine does, outside the ephemeral range.
 func freeTCPPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo, hi := portRange()
+	for port := hi - 1; port >= lo; port-- {
+		if portFree("tcp", port) {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 func httpGet(url string) (string, error) {
