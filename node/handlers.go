@@ -51,8 +51,20 @@ func (d *Daemon) handleDebugState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	snap := d.store.Snapshot()
-	leader, _ := d.store.Leader()
-	writeJSON(w, snap.Index(), api.DebugState{NodeID: d.id.NodeID, Index: snap.Index(), Term: d.store.Term(), Leader: leader, Digest: snap.Digest()})
+	// Raft exposes term and leader separately; read the term on both sides of the
+	// leader so the pair reported belongs to one term (checkers count leaders per term).
+	var (
+		term   uint64
+		leader string
+	)
+	for range 10 {
+		term = d.store.Term()
+		leader, _ = d.store.Leader()
+		if d.store.Term() == term {
+			break
+		}
+	}
+	writeJSON(w, snap.Index(), api.DebugState{NodeID: d.id.NodeID, Index: snap.Index(), Term: term, Leader: leader, Digest: snap.Digest()})
 }
 
 func (d *Daemon) handleJoin(w http.ResponseWriter, r *http.Request) {
