@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // cluster is a set of daemons on 127.<net>.0.<i>, each with its own data dir.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	net   int
 	dir   string
 	mu    sync.Mutex
@@ -55,7 +55,11 @@ type cluster struct {
 	extra []string // flags for every daemon
 }
 
-func newCluster(t *testing.T, net int) *cluster {
+func newCluster(t *testing.T, net int) *cluster { return newClusterTB(t, net) }
+
+func newBenchCluster(b *testing.B, net int) *cluster { return newClusterTB(b, net) }
+
+func newClusterTB(t testing.TB, net int) *cluster {
 	c := &cluster{t: t, net: net, dir: t.TempDir(), procs: map[int]*exec.Cmd{}, logs: map[int]*lockedWriter{},
 		extra: []string{"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}}
 	t.Cleanup(c.stopAll)
@@ -230,7 +234,9 @@ func (c *cluster) info(i int) (infoJSON, error) {
 	return inf, json.Unmarshal([]byte(out), &inf)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitForB(b *testing.B, d time.Duration, cond func() bool) { waitFor(b, d, "condition", cond) }
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {

@@ -148,6 +148,8 @@ func newServiceCreate() *cobra.Command {
 		},
 	}
 	f := c.Flags()
+	// Everything after IMAGE belongs to the task's command, flags included (as docker does).
+	f.SetInterspersed(false)
 	f.StringVar(&spec.Name, "name", "", "service name (also its DNS name)")
 	f.Int64Var(&replicas, "replicas", 1, "number of tasks (replicated mode)")
 	f.StringVar(&mode, "mode", "replicated", "replicated or global")
