@@ -27,3 +27,23 @@ func EnableRouteLocalnet() error {
 	}
 	return nil
 }
+
+// EnableIPForward sets net.ipv4.ip_forward=1 in the caller's network namespace,
+// as Docker's daemon does, and reports whether it had to change it.
+//
+// Why: the routing mesh makes every node's published (ingress) ports answer,
+// even on a node with no task. A connection from another host to such a port is
+// DNATed by the kernel balancer to a task on a third host, so the packet is
+// forwarded, not delivered locally: with forwarding off (the kernel's default,
+// and what a namespace inherits from a host that never enabled it) the kernel
+// drops it and the published port only works from the node itself.
+func EnableIPForward() (changed bool, err error) {
+	const path = "/proc/sys/net/ipv4/ip_forward"
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[0] == '1' {
+		return false, nil
+	}
+	if err := os.WriteFile(path, []byte("1\n"), 0o644); err != nil {
+		return false, fmt.Errorf("enable ip_forward: %w", err)
+	}
+	return true, nil
+}

@@ -98,6 +98,15 @@ func (d *Daemon) startParts(ctx context.Context) error {
 				d.log.Warn("route_localnet", "err", err)
 			}
 		}
+		if bal.Name() != lb.KindUserspace {
+			// The routing mesh forwards published-port traffic to tasks on
+			// other nodes (the userspace proxy re-dials instead).
+			if changed, err := lb.EnableIPForward(); err != nil {
+				d.log.Warn("ip_forward: published ports will not reach tasks on other nodes", "err", err)
+			} else if changed {
+				d.log.Info("enabled net.ipv4.ip_forward for the routing mesh")
+			}
+		}
 	}
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log,
 		OnAssignments: func(as api.Assignments) {
