@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -193,4 +194,22 @@ func ReadHistory(path string) ([]Op, error) {
 	}
 	var ops []Op
 	return ops, json.Unmarshal(b, &ops)
+}
+
+// Reclassify re-derives error kinds (and with them the outcome of a not-found
+// inspect) from the recorded error text, so a saved history can be checked again
+// after the harness's classification improves.
+func Reclassify(ops []Op) []Op {
+	out := append([]Op(nil), ops...)
+	for i := range out {
+		op := &out[i]
+		if op.Err == "" || strings.HasPrefix(op.Err, "client timeout") || strings.HasPrefix(op.Err, "harness: ") {
+			continue
+		}
+		op.ErrKind = errKind(op.Err)
+		if op.F == FInspect && op.Outcome == OK && op.ErrKind != ErrKindNotFound {
+			op.Outcome, op.Exists = Fail, false
+		}
+	}
+	return out
 }

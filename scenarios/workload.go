@@ -233,9 +233,12 @@ func classify(p *Op, res CLIResult) Outcome {
 func errKind(msg string) string {
 	m := strings.ToLower(msg)
 	switch {
-	case strings.Contains(m, "outcome unknown"):
+	case strings.Contains(m, "outcome unknown"), strings.Contains(m, "cannot reach"),
+		strings.Contains(m, "no such file"), strings.Contains(m, "not the leader"), strings.Contains(m, "quorum"):
+		// Transport and leadership trouble says nothing about the service
+		// (a missing socket file is no missing service).
 		return ""
-	case strings.Contains(m, "not found") || strings.Contains(m, "no such"):
+	case strings.Contains(m, "not found"):
 		return ErrKindNotFound
 	case strings.Contains(m, "already exists") || strings.Contains(m, "name taken") || strings.Contains(m, "in use"):
 		return ErrKindExists

@@ -203,6 +203,8 @@ func TestClassify(t *testing.T) {
 		{FScale, CLIResult{Err: fmt.Errorf("exit 1"), Stderr: "Error: service x not found\n"}, Fail, ErrKindNotFound, false},
 		{FCreate, CLIResult{Err: fmt.Errorf("exit 1"), Stderr: "Error: service x already exists\n"}, Fail, ErrKindExists, false},
 		{FInspect, CLIResult{Err: fmt.Errorf("exit 1"), Stderr: "Error: service x not found\n"}, OK, ErrKindNotFound, false},
+		{FInspect, CLIResult{Err: fmt.Errorf("exit 1"), Stderr: "Error: cannot reach the swarmlet daemon at unix:///n1/swarmlet.sock: dial unix /n1/swarmlet.sock: connect: no such file or directory\n"}, Fail, "", false},
+		{FInspect, CLIResult{Err: fmt.Errorf("exit 1"), Stderr: "Error: forward to 127.0.0.11:4240: dial tcp: connect: connection refused: not the leader\n"}, Fail, "", false},
 		{FInspect, CLIResult{Stdout: `{"spec":{"name":"x","replicas":3}}`}, OK, "", true},
 		{FInspect, CLIResult{Stdout: `[{"spec":{"name":"x"}}]`}, Fail, "", false},
 	}
