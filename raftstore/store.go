@@ -344,3 +344,6 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	w.l.Info(msg)
 	return len(p), nil
 }
+
+// LocalAddr is the address this manager's Raft transport listens on.
+func (s *Store) LocalAddr() string { return string(s.transport.LocalAddr()) }
