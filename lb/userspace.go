@@ -12,7 +12,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The userspace balancer is a plain TCP and UDP proxy: one listener per
@@ -110,6 +113,20 @@ func (u *userspace) Sync(ctx context.Context, t Table) error {
 	return errors.Join(append(errs, verr)...)
 }
 
+// reusePort lets several nodes sharing one host (a cluster on 127.0.0.x) each serve
+// the same VIP: the kernel spreads new connections over their listeners, and every
+// one of them balances over the same backends.
+var reusePort = net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}}
+
 func (u *userspace) start(d desiredFE) (*uFront, error) {
 	f := &uFront{key: d.Key, service: d.Service, fp: usFingerprint(d), sessions: map[netip.AddrPort]*udpSession{}}
 	bs := slices.Clone(d.Backends)
@@ -117,14 +134,14 @@ func (u *userspace) start(d desiredFE) (*uFront, error) {
 	addr := netip.AddrPortFrom(d.Key.Addr, d.Key.Port).String()
 	switch d.Key.Proto {
 	case "tcp":
-		ln, err := net.Listen("tcp", addr)
+		ln, err := reusePort.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 		f.ln = ln
 		u.wg.Go(func() { u.acceptLoop(f) })
 	case "udp":
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := reusePort.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
