@@ -152,7 +152,10 @@ func (d *Daemon) applyTables(ctx context.Context, as api.Assignments) {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := p.balancer.Sync(sctx, t); err != nil {
+			// Not recorded as applied: the next assignments retry it even if
+			// the table is the same (Sync is idempotent).
 			d.log.Warn("lb sync", "err", err)
+			return
 		}
 		p.lbLast = key
 	}
