@@ -87,7 +87,7 @@ func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
 	cli.NegotiateAPIVersion(ctx)
 	e := &Engine{
 		cfg: cfg,
-		log: logger.With("component", "engine", "engine", "docker"),
+		log: logger.With("engine", "docker"),
 		cli: cli,
 	}
 	e.dns = containerDNS(cfg.DNS, e.log)

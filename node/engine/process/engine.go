@@ -80,7 +80,7 @@ func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg:      cfg,
-		log:      logger.With("component", "engine", "engine", "process"),
+		log:      logger.With("engine", "process"),
 		dir:      filepath.Join(cfg.DataDir, "tasks"),
 		tasks:    map[string]*task{},
 		starting: map[string]bool{},
