@@ -18,6 +18,7 @@ import (
 	"github.com/swarmlet/swarmlet/dispatcher"
 	"github.com/swarmlet/swarmlet/dnsdisco"
 	"github.com/swarmlet/swarmlet/lb"
+	"github.com/swarmlet/swarmlet/node/client"
 	"github.com/swarmlet/swarmlet/node/engine"
 	"github.com/swarmlet/swarmlet/node/engine/docker"
 	"github.com/swarmlet/swarmlet/node/engine/process"
@@ -224,6 +225,9 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 			if err == nil {
 				return as, nil
 			}
+			if client.IsKind(err, api.ErrKindNotFound) {
+				return as, worker.ErrNodeRemoved
+			}
 			last = err
 		}
 		return api.Assignments{}, last
@@ -231,6 +235,9 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("/?node=%s&index=%d&wait=%s", nodeID, index, wait), nil)
 	rec := &memResponse{header: http.Header{}}
 	d.handleAssignments(rec, req)
+	if rec.code == http.StatusNotFound {
+		return api.Assignments{}, worker.ErrNodeRemoved
+	}
 	if rec.code >= 300 {
 		return api.Assignments{}, fmt.Errorf("assignments: %s", strings.TrimSpace(rec.body.String()))
 	}

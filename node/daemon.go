@@ -388,7 +388,12 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 // engine), retrying until a leader accepts it.
 func (d *Daemon) registerLoop(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
-		if d.registerSelf(ctx) == nil {
+		err := d.registerSelf(ctx)
+		if err == nil {
+			return
+		}
+		if errors.Is(err, raftstore.ErrNotFound) || client.IsKind(err, api.ErrKindNotFound) {
+			d.log.Warn("this node was removed from the cluster; to bring it back, stop it, empty its data dir and join again with a token")
 			return
 		}
 		select {
@@ -403,7 +408,7 @@ func (d *Daemon) registerSelf(ctx context.Context) error {
 	self := d.selfNode(d.id)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return d.writeToLeader(cctx, &raftstore.NodeUpsert{Node: self})
+	return d.writeToLeader(cctx, &raftstore.NodeUpsert{Node: self, Refresh: true})
 }
 
 // shutdown stops the node's parts in reverse order. Tasks keep running: a restart

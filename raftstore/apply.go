@@ -121,7 +121,11 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 	if n.ID == "" {
 		return nil, fmt.Errorf("node without ID: %w", ErrInvalid)
 	}
-	if old := getNode(txn, n.ID); old != nil {
+	old := getNode(txn, n.ID)
+	if old == nil && c.Refresh {
+		return nil, fmt.Errorf("node %s was removed from the cluster: %w", n.ID, ErrNotFound)
+	}
+	if old != nil {
 		// The operator owns availability and labels; a restarting node must not reset them.
 		n.Availability, n.Labels = old.Availability, old.Labels
 		n.CreatedAt, n.CreateIndex = old.CreatedAt, old.CreateIndex

@@ -58,6 +58,9 @@ type ClusterInit struct {
 // Operator-owned fields (availability, labels) of an existing node are kept.
 type NodeUpsert struct {
 	Node api.Node `json:"node"`
+	// Refresh only updates a node that exists: a restarting node that was removed
+	// while it was away must not put itself back without a join token.
+	Refresh bool `json:"refresh,omitempty"`
 }
 
 // NodeStatus records the leader's liveness verdict from gossip.

@@ -152,9 +152,14 @@ func TestServicesProcessEngine(t *testing.T) {
 		}
 		return len(r) == 7
 	})
-	// The restarted worker removes the processes it no longer owns.
+	// Remove the dead worker; when its daemon comes back it is not part of the
+	// cluster any more and stops the processes it left running.
+	c.mustCLI(1, "node", "rm", c.ip(4))
 	c.start(4, wtok)
 	waitFor(t, 20*time.Second, "exactly 7 processes", func() bool { return taskProcesses("web") == 7 })
+	if ns, _ := c.nodes(1); len(ns) != 3 {
+		t.Fatalf("a removed node came back by itself: %d nodes", len(ns))
+	}
 
 	// Drain node 3: its tasks move elsewhere.
 	var drained string

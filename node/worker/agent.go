@@ -22,6 +22,10 @@ type Manager interface {
 	ReportStatus(ctx context.Context, rep api.StatusReport) error
 }
 
+// ErrNodeRemoved is returned by a Manager when this node is no longer part of the
+// cluster (node rm): the agent then stops everything it runs.
+var ErrNodeRemoved = errors.New("node removed from the cluster")
+
 // Config wires an agent.
 type Config struct {
 	NodeID  string
@@ -87,8 +91,26 @@ func (a *Agent) poke() {
 func (a *Agent) session(ctx context.Context) {
 	var index uint64
 	backoff := 200 * time.Millisecond
+	var removedSince time.Time
 	for ctx.Err() == nil {
 		as, err := a.cfg.Manager.Assignments(ctx, a.cfg.NodeID, index, 20*time.Second)
+		if errors.Is(err, ErrNodeRemoved) {
+			// A manager just behind the leader may not know a freshly joined node
+			// yet: act only when the answer persists.
+			if removedSince.IsZero() {
+				removedSince = a.cfg.Clock()
+			} else if a.cfg.Clock().Sub(removedSince) > 3*time.Second {
+				a.mu.Lock()
+				if len(a.assigned) > 0 || !a.synced {
+					a.log.Warn("this node was removed from the cluster; stopping its tasks")
+				}
+				a.assigned, a.synced = map[string]*api.Task{}, true
+				a.mu.Unlock()
+				a.poke()
+			}
+		} else {
+			removedSince = time.Time{}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
