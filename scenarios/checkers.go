@@ -221,11 +221,30 @@ type LeaderClaim struct {
 	Source string `json:"source"`
 }
 
-// CheckLeaders verifies Raft's election safety: at most one leader per term. It
-// takes leaders as reported by any node (a node only names the leader it heard
-// from in that term) and election wins from the logs. resolve maps the many
-// spellings of a node (ID, address) to one name; nil keeps them as they are.
+// CheckLeaders verifies Raft's election safety: at most one leader per term.
+// Election wins in the logs are authoritative. Leaders named in state samples are
+// only corroboration: hashicorp/raft bumps a node's term (on a vote request)
+// before it forgets the old leader, so a sample can pair the old leader with the
+// new term; disagreements there are reported as notes, not violations. resolve
+// maps the many spellings of a node (ID, address) to one name; nil keeps them.
 func CheckLeaders(samples []StateSample, claims []LeaderClaim, resolve func(string) string) Verdict {
+	v := checkLeadersFrom(nil, claims, resolve)
+	if v.Status == Failed {
+		return v
+	}
+	sv := checkLeadersFrom(samples, nil, resolve)
+	if sv.Status == Failed {
+		for _, d := range sv.Details {
+			v.Details = append(v.Details, "note (state samples, not authoritative): "+d)
+		}
+	}
+	if v.Status == Skipped && sv.Status != Skipped {
+		v.Status, v.Summary = Skipped, "no election wins in the logs; "+sv.Summary
+	}
+	return v
+}
+
+func checkLeadersFrom(samples []StateSample, claims []LeaderClaim, resolve func(string) string) Verdict {
 	if resolve == nil {
 		resolve = func(s string) string { return s }
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,6 +60,7 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	if testing.Short() && !sc.Short {
 		t.Skip("not in the -short subset")
 	}
+	lockResults(t)
 	if sc.Seed == 0 {
 		sc.Seed = time.Now().UnixNano()
 	}
@@ -507,4 +510,28 @@ func sortedSet(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+var resultsLock sync.Once
+
+// lockResults serialises scenario runs of concurrent test processes (two `go
+// test` runs would otherwise write into the same results folders, and compete
+// for the CPU the timings assume). Held until the process exits.
+func lockResults(t *testing.T) {
+	resultsLock.Do(func() {
+		if err := os.MkdirAll("results", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile("results/.lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			t.Log("another process is running scenarios; waiting for it")
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// f stays open: the lock lives as long as the process.
+	})
 }
