@@ -232,7 +232,7 @@ func CheckLeaders(samples []StateSample, claims []LeaderClaim, resolve func(stri
 	if v.Status == Failed {
 		return v
 	}
-	sv := checkLeadersFrom(samples, nil, resolve)
+	sv := checkLeadersFrom(samples, claims, resolve)
 	if sv.Status == Failed {
 		for _, d := range sv.Details {
 			v.Details = append(v.Details, "note (state samples, not authoritative): "+d)
