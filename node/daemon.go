@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,6 +52,9 @@ type Daemon struct {
 	leaderTasks []LeaderTask
 
 	memberChanged chan struct{} // gossip saw a join, leave or failure
+
+	gossipStarted time.Time
+	readyTerm     atomic.Uint64 // the term whose leader barrier has completed here
 
 	parts      *nodeParts
 	engineKind string
@@ -202,7 +206,10 @@ func (d *Daemon) startRaft(bootstrap bool) error {
 	st, err := raftstore.Open(raftstore.Config{
 		NodeID: d.id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir(),
 		Stream: stream, Bootstrap: bootstrap,
-		Logger: d.log.With("component", "raftstore"),
+		SnapshotThreshold: envUint("SWARMLET_RAFT_SNAPSHOT_THRESHOLD"),
+		TrailingLogs:      envUint("SWARMLET_RAFT_TRAILING_LOGS"),
+		SnapshotInterval:  envDuration("SWARMLET_RAFT_SNAPSHOT_INTERVAL"),
+		Logger:            d.log.With("component", "raftstore"),
 	})
 	if err != nil {
 		return fmt.Errorf("start raft on %s: %w", d.cfg.raftAddr(), err)
@@ -236,6 +243,7 @@ func (d *Daemon) startGossip() error {
 		return fmt.Errorf("start gossip on %s:%d: %w", d.cfg.AdvertiseAddr, d.cfg.gossipPort(), err)
 	}
 	d.gossip = g
+	d.gossipStarted = time.Now()
 	d.goBG(d.pumpGossipEvents)
 	var peers []string
 	for _, m := range d.id.Managers {
@@ -420,6 +428,16 @@ func (d *Daemon) shutdown() {
 	default:
 	}
 	close(d.stopped)
+	d.mu.Lock()
+	st := d.store
+	d.mu.Unlock()
+	if st != nil && st.IsLeader() {
+		// Hand leadership over before anything stops, so a graceful stop of the
+		// leader costs the cluster no election timeout.
+		if err := st.Raft().LeadershipTransfer().Error(); err != nil {
+			d.log.Info("leadership transfer", "err", err)
+		}
+	}
 	if d.cancel != nil {
 		d.cancel()
 	}
@@ -436,7 +454,7 @@ func (d *Daemon) shutdown() {
 	}
 	d.bg.Wait()
 	d.mu.Lock()
-	st := d.store
+	st = d.store
 	d.mu.Unlock()
 	if st != nil {
 		if err := st.Close(); err != nil {
@@ -454,6 +472,16 @@ func (d *Daemon) shutdown() {
 		d.lock.Close()
 	}
 	d.log.Info("stopped")
+}
+
+func envUint(name string) uint64 {
+	v, _ := strconv.ParseUint(os.Getenv(name), 10, 64)
+	return v
+}
+
+func envDuration(name string) time.Duration {
+	v, _ := time.ParseDuration(os.Getenv(name))
+	return v
 }
 
 // hostResources is what this node offers the scheduler.

@@ -18,6 +18,10 @@ import (
 
 func numCPU() int { return runtime.NumCPU() }
 
+// gossipSettle is how long after its start this node's gossip view is too young
+// to call an absent member down (members it has seen die are marked at once).
+const gossipSettle = 10 * time.Second
+
 // leaderLoop runs the leader-only work while this manager leads, and stops it the
 // moment leadership is lost.
 func (d *Daemon) leaderLoop(ctx context.Context) {
@@ -78,7 +82,8 @@ func (d *Daemon) runLeader(ctx context.Context) {
 			log.Warn("barrier", "err", err)
 		}
 	}
-	log.Info("leadership acquired", "index", d.store.State().Index())
+	d.readyTerm.Store(d.store.Term())
+	log.Info("leadership acquired", "index", d.store.State().Index(), "term", d.store.Term())
 	var tasks sync.WaitGroup
 	defer tasks.Wait()
 	for _, t := range d.leaderTasks {
@@ -113,6 +118,11 @@ func (d *Daemon) reconcileMembers(ctx context.Context) {
 		want := api.NodeDown
 		if ok && (m.State == gossip.Alive || m.State == gossip.Suspect) {
 			want = api.NodeReady
+		}
+		if !ok && time.Since(d.gossipStarted) < gossipSettle {
+			// A freshly started node does not know its peers yet: absent is not
+			// dead. Marking them down would churn every task in the cluster.
+			continue
 		}
 		if n.Status == want {
 			continue

@@ -134,14 +134,34 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		if kind == routeRead && r.URL.Query().Get("index") == "" {
-			// A deposed leader that has not noticed yet would serve stale data;
-			// confirming with a quorum makes reads linearizable.
+			// A new leader's state may lag what earlier leaders committed until its
+			// barrier is applied; a deposed leader that has not noticed yet would
+			// serve stale data. Waiting for the barrier of this term and confirming
+			// with a quorum makes reads linearizable.
+			if !d.waitReady(r.Context(), st) {
+				writeError(w, fmt.Errorf("new leader still catching up: %w", raftstore.ErrNotLeader))
+				return
+			}
 			if err := st.Raft().VerifyLeader().Error(); err != nil {
 				writeError(w, fmt.Errorf("this node lost leadership: %w", raftstore.ErrNotLeader))
 				return
 			}
 		}
 		h(w, r)
+	}
+}
+
+// waitReady waits a bounded time for this leader's barrier of the current term.
+func (d *Daemon) waitReady(ctx context.Context, st *raftstore.Store) bool {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if d.readyTerm.Load() == st.Term() && st.IsLeader() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

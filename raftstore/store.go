@@ -51,8 +51,13 @@ type Config struct {
 	Stream    raft.StreamLayer
 	Bootstrap bool // start a new single-voter cluster if there is no state yet
 	Timing    Timing
-	// SnapshotThreshold is how many entries trigger a snapshot (0: 8192).
+	// SnapshotThreshold is how many entries trigger a snapshot (0: 8192),
+	// TrailingLogs how many entries a snapshot leaves in the log (0: 4096), and
+	// SnapshotInterval how often the threshold is checked (0: 30 s). Small values
+	// make a lagging manager catch up from a snapshot (scenarios use that).
 	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotInterval  time.Duration
 	Logger            *slog.Logger
 	// InMemory keeps log and snapshots in memory (tests and benchmarks).
 	InMemory bool
@@ -88,8 +93,14 @@ func Open(cfg Config) (*Store, error) {
 	if rc.SnapshotThreshold == 0 {
 		rc.SnapshotThreshold = 8192
 	}
-	rc.SnapshotInterval = 30 * time.Second
-	rc.TrailingLogs = 4096
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	if rc.SnapshotInterval == 0 {
+		rc.SnapshotInterval = 30 * time.Second
+	}
+	rc.TrailingLogs = cfg.TrailingLogs
+	if rc.TrailingLogs == 0 {
+		rc.TrailingLogs = 4096
+	}
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLogger(logger.With("component", "raft"))
@@ -282,11 +293,7 @@ func (s *Store) Voters() (map[string]string, error) {
 }
 
 // Term is the current Raft term.
-func (s *Store) Term() uint64 {
-	var t uint64
-	_, _ = fmt.Sscan(s.raft.Stats()["term"], &t)
-	return t
-}
+func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
 
 // LeaderCh reports leadership gained (true) and lost (false).
 func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
