@@ -1,7 +1,6 @@
 package node
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -499,4 +498,3 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, d.store.State().Index(), struct{}{})
 }
 
-var errNoLogs = errors.New("logs not available")

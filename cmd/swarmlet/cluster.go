@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmlet/swarmlet/api"
-	"github.com/swarmlet/swarmlet/node/client"
 )
 
 func newInfoCmd() *cobra.Command {
@@ -19,11 +18,10 @@ func newInfoCmd() *cobra.Command {
 			if err := checkFormat(format); err != nil {
 				return err
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			info, err := cl.Info(ctx)
 			if err != nil {
@@ -61,11 +59,10 @@ func newJoinTokenCmd() *cobra.Command {
 			if role != api.RoleWorker && role != api.RoleManager {
 				return fmt.Errorf("unknown role %q: use worker or manager", args[0])
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			var toks api.JoinTokens
 			if rotate {
@@ -102,11 +99,10 @@ func newLeaveCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use: "leave [--force]", Short: "Stop this node's tasks, leave the cluster and stop the daemon", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			if err := cl.Leave(ctx, force); err != nil {
 				return err
@@ -144,19 +140,27 @@ type nodeView struct {
 }
 
 func newNodeLs() *cobra.Command {
-	var quiet bool
-	var format string
+	l := listing[nodeRow]{
+		header: "ID\tHOSTNAME\tADDR\tROLE\tSTATUS\tAVAILABILITY\tLEADER\tENGINE",
+		id:     func(r nodeRow) string { return r.ID },
+		line: func(r nodeRow) string {
+			leader := ""
+			if r.Leader {
+				leader = "*"
+			}
+			return strings.Join([]string{r.ID, r.Hostname, r.Addr, r.Role, r.Status, r.Availability, leader, r.Engine}, "\t")
+		},
+	}
 	c := &cobra.Command{
 		Use: "ls", Short: "List nodes", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(l.format); err != nil {
 				return err
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			var nodes []nodeView
 			if _, err := cl.Do(ctx, "GET", "/v1/nodes", nil, &nodes); err != nil {
@@ -167,54 +171,15 @@ func newNodeLs() *cobra.Command {
 				rows = append(rows, nodeRow{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Role: string(n.Role), Status: string(n.Status),
 					Availability: string(n.Availability), Leader: n.Leader, Engine: n.Engine, Labels: n.Labels})
 			}
-			out := c.OutOrStdout()
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			case format == "json":
-				return printJSON(out, rows)
-			}
-			w := table(out)
-			fmt.Fprintln(w, "ID\tHOSTNAME\tADDR\tROLE\tSTATUS\tAVAILABILITY\tLEADER\tENGINE")
-			for _, r := range rows {
-				leader := ""
-				if r.Leader {
-					leader = "*"
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Hostname, r.Addr, r.Role, r.Status, r.Availability, leader, r.Engine)
-			}
-			return w.Flush()
+			return l.print(c.OutOrStdout(), rows)
 		},
 	}
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
-	c.Flags().StringVar(&format, "format", "", "json for machine-readable output")
+	l.flags(c, "IDs")
 	return c
 }
 
 func newNodeInspect() *cobra.Command {
-	return &cobra.Command{
-		Use: "inspect NODE...", Short: "Show nodes in full", Args: cobra.MinimumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			var out []nodeView
-			for _, a := range args {
-				var n nodeView
-				if _, err := cl.Do(ctx, "GET", "/v1/nodes/"+a, nil, &n); err != nil {
-					return err
-				}
-				out = append(out, n)
-			}
-			return printJSON(c.OutOrStdout(), out)
-		},
-	}
+	return newInspect[nodeView]("inspect NODE...", "Show nodes in full", "/v1/nodes/")
 }
 
 func newNodeUpdate() *cobra.Command {
@@ -252,11 +217,10 @@ func newNodeUpdate() *cobra.Command {
 }
 
 func updateNode(c *cobra.Command, ref string, req api.NodeUpdateRequest) error {
-	cl, err := apiClient()
+	cl, ctx, cancel, err := connect()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cmdContext()
 	defer cancel()
 	n, err := retryRefused(ctx, func(ctx context.Context) (api.Node, error) { return cl.UpdateNode(ctx, ref, req) })
 	if err != nil {
@@ -285,11 +249,10 @@ func newNodeRm() *cobra.Command {
 	c := &cobra.Command{
 		Use: "rm [--force] NODE...", Short: "Remove nodes from the cluster", Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			for _, a := range args {
 				if _, err := retryRefused(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, cl.RemoveNode(ctx, a, force) }); err != nil {
@@ -303,5 +266,3 @@ func newNodeRm() *cobra.Command {
 	c.Flags().BoolVarP(&force, "force", "f", false, "remove a node that is not down, or a manager")
 	return c
 }
-
-var _ = client.IsKind

@@ -130,11 +130,10 @@ func newServiceCreate() *cobra.Command {
 			if err := spec.Validate(); err != nil {
 				return err
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			svc, err := retryRefused(ctx, func(ctx context.Context) (api.Service, error) { return cl.CreateService(ctx, spec) })
 			if err != nil {
@@ -354,19 +353,23 @@ func portsString(ps []api.PortConfig) []string {
 }
 
 func newServiceLs() *cobra.Command {
-	var quiet bool
-	var format string
+	l := listing[serviceRow]{
+		header: "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS",
+		id:     func(r serviceRow) string { return r.ID },
+		line: func(r serviceRow) string {
+			return strings.Join([]string{r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports}, "\t")
+		},
+	}
 	c := &cobra.Command{
 		Use: "ls", Short: "List services", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(l.format); err != nil {
 				return err
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			var svcs []serviceView
 			if _, err := cl.Do(ctx, "GET", "/v1/services", nil, &svcs); err != nil {
@@ -378,26 +381,10 @@ func newServiceLs() *cobra.Command {
 				rows = append(rows, serviceRow{ID: s.ID, Name: s.Spec.Name, Mode: string(s.Spec.Mode), Replicas: fmt.Sprintf("%d/%d", s.Running, s.Desired),
 					Image: s.Spec.Image, Ports: strings.Join(ports, ","), Running: s.Running, Desired: s.Desired, VIP: s.VIP, PortList: ports})
 			}
-			out := c.OutOrStdout()
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			case format == "json":
-				return printJSON(out, rows)
-			}
-			w := table(out)
-			fmt.Fprintln(w, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
-			for _, r := range rows {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
-			}
-			return w.Flush()
+			return l.print(c.OutOrStdout(), rows)
 		},
 	}
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
-	c.Flags().StringVar(&format, "format", "", "json for machine-readable output")
+	l.flags(c, "IDs")
 	return c
 }
 
@@ -415,26 +402,35 @@ type taskRow struct {
 }
 
 func newServicePs() *cobra.Command {
-	var quiet, all bool
-	var format string
+	var all bool
+	hostname := map[string]string{}
+	l := listing[taskRow]{
+		header: "ID\tNAME\tNODE\tDESIRED\tCURRENT\tERROR",
+		id:     func(r taskRow) string { return r.ID },
+		line: func(r taskRow) string {
+			n := hostname[r.Node]
+			if n == "" {
+				n = r.Node
+			}
+			return strings.Join([]string{r.ID, r.Name, n, r.Desired, r.Current, r.Error}, "\t")
+		},
+	}
 	c := &cobra.Command{
 		Use: "ps [-q] [--format json] [--all] SERVICE", Short: "List a service's tasks", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if err := checkFormat(format); err != nil {
+			if err := checkFormat(l.format); err != nil {
 				return err
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			tasks, _, err := cl.Tasks(ctx, args[0], 0, 0)
 			if err != nil {
 				return err
 			}
 			nodes, _, _ := cl.Nodes(ctx)
-			hostname := map[string]string{}
 			for _, n := range nodes {
 				hostname[n.ID] = n.Hostname
 			}
@@ -454,58 +450,16 @@ func newServicePs() *cobra.Command {
 				rows = append(rows, taskRow{ID: t.ID, Name: taskName(&t), Node: t.NodeID, Desired: t.DesiredState.String(), Current: t.Status.State.String(),
 					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ",")})
 			}
-			out := c.OutOrStdout()
-			switch {
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			case format == "json":
-				if rows == nil {
-					rows = []taskRow{}
-				}
-				return printJSON(out, rows)
-			}
-			w := table(out)
-			fmt.Fprintln(w, "ID\tNAME\tNODE\tDESIRED\tCURRENT\tERROR")
-			for _, r := range rows {
-				n := hostname[r.Node]
-				if n == "" {
-					n = r.Node
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Name, n, r.Desired, r.Current, r.Error)
-			}
-			return w.Flush()
+			return l.print(c.OutOrStdout(), rows)
 		},
 	}
-	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
+	l.flags(c, "task IDs")
 	c.Flags().BoolVarP(&all, "all", "a", false, "include finished tasks (history)")
-	c.Flags().StringVar(&format, "format", "", "json for machine-readable output")
 	return c
 }
 
 func newServiceInspect() *cobra.Command {
-	return &cobra.Command{
-		Use: "inspect SERVICE...", Short: "Show services in full", Args: cobra.MinimumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := apiClient()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cmdContext()
-			defer cancel()
-			var out []serviceView
-			for _, a := range args {
-				var s serviceView
-				if _, err := cl.Do(ctx, "GET", "/v1/services/"+a, nil, &s); err != nil {
-					return err
-				}
-				out = append(out, s)
-			}
-			return printJSON(c.OutOrStdout(), out)
-		},
-	}
+	return newInspect[serviceView]("inspect SERVICE...", "Show services in full", "/v1/services/")
 }
 
 func newServiceScale() *cobra.Command {
@@ -526,11 +480,10 @@ func newServiceScale() *cobra.Command {
 				}
 				reqs = append(reqs, req{name, uint64(n)})
 			}
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			for _, r := range reqs {
 				if _, err := retryRefused(ctx, func(ctx context.Context) (api.Service, error) { return cl.ScaleService(ctx, r.name, r.n) }); err != nil {
@@ -557,11 +510,10 @@ func newServiceRm() *cobra.Command {
 	return &cobra.Command{
 		Use: "rm SERVICE...", Short: "Remove services and stop their tasks", Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			cl, err := apiClient()
+			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
-			ctx, cancel := cmdContext()
 			defer cancel()
 			for _, a := range args {
 				if _, err := retryRefused(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, cl.RemoveService(ctx, a) }); err != nil {
