@@ -389,6 +389,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	}
 	id.ClusterID, id.Role, id.Managers = resp.ClusterID, resp.Role, resp.Managers
 	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr)
+	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
 	return id, nil
 }
 
