@@ -535,3 +535,27 @@ func lockResults(t *testing.T) {
 		// f stays open: the lock lives as long as the process.
 	})
 }
+
+// Recheck runs the history checkers again on a saved run's folder.
+func Recheck(dir string) ([]Verdict, error) {
+	ops, err := ReadHistory(filepath.Join(dir, "history.json"))
+	if err != nil {
+		return nil, err
+	}
+	ops = Reclassify(ops)
+	final := map[string]int{}
+	for _, op := range ops {
+		if op.Final && op.Outcome == OK && op.F == FList {
+			final = op.Listing
+			break
+		}
+	}
+	return []Verdict{
+		CheckLinearizable(ops, linTimeout, filepath.Join(dir, "linearizability.html")),
+		CheckLostWrites(stopAtFinal(ops), final),
+		CheckFailedNotApplied(ops),
+	}, nil
+}
+
+// SummaryPath is where every scenario run appends its result line.
+const SummaryPath = summaryPath

@@ -1,8 +1,6 @@
 package scenarios
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +17,5 @@ func TestSummarize(t *testing.T) {
 	want := "| TestKill/leader | 3 | 1 | 30/28/1/1 | 4.0s / never | 1.0s / 3.0s | convergence×1 |"
 	if !strings.Contains(got, want) {
 		t.Fatalf("got\n%s\nwant a row\n%s", got, want)
-	}
-}
-
-// TestReport prints the table of every run recorded in results/summary.jsonl
-// (go test ./scenarios -run TestReport -v) and writes results/summary.md.
-func TestReport(t *testing.T) {
-	rs, err := ReadSummary(summaryPath)
-	if err != nil {
-		t.Skipf("no runs recorded yet: %v", err)
-	}
-	table := Summarize(rs)
-	t.Log("\n" + table)
-	if err := os.WriteFile(filepath.Join(filepath.Dir(summaryPath), "summary.md"), []byte(table), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
