@@ -218,7 +218,8 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 	d.mu.Lock()
 	st := d.store
 	d.mu.Unlock()
-	if st == nil {
+	if st == nil || !d.stateFresh(st) {
+		// A worker, or a manager whose own state is not current: ask the others.
 		var last error = errors.New("no manager known")
 		for _, c := range d.managerClients() {
 			as, err := c.Assignments(ctx, nodeID, index, wait)
@@ -230,7 +231,10 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 			}
 			last = err
 		}
-		return api.Assignments{}, last
+		if st == nil {
+			return api.Assignments{}, last
+		}
+		// No other manager answers: serve what we have; our worker keeps running.
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("/?node=%s&index=%d&wait=%s", nodeID, index, wait), nil)
 	rec := &memResponse{header: http.Header{}}
