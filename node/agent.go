@@ -212,44 +212,51 @@ func lbTable(as api.Assignments, nodeAddr string) lb.Table {
 	return t
 }
 
-// Assignments implements worker.Manager: a manager reads its own state; a worker
-// asks the managers in turn.
+// Assignments implements worker.Manager. The session is with the leader, whose
+// state is current: the leader serves itself in process, every other node asks it
+// through the API (a worker through any manager, which forwards).
 func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error) {
 	d.mu.Lock()
 	st := d.store
 	d.mu.Unlock()
-	if st == nil || !d.stateFresh(st) {
-		// A worker, or a manager whose own state is not current: ask the others.
-		var last error = errors.New("no manager known")
-		for _, c := range d.managerClients() {
-			as, err := c.Assignments(ctx, nodeID, index, wait)
-			if err == nil {
-				return as, nil
-			}
-			if client.IsKind(err, api.ErrKindNotFound) {
-				return as, worker.ErrNodeRemoved
-			}
-			last = err
+	if st != nil && st.IsLeader() && d.waitReady(ctx, st) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("/?node=%s&index=%d&wait=%s", nodeID, index, wait), nil)
+		rec := &memResponse{header: http.Header{}}
+		d.handleAssignments(rec, req)
+		if rec.code == http.StatusNotFound {
+			return api.Assignments{}, worker.ErrNodeRemoved
 		}
-		if st == nil {
-			return api.Assignments{}, last
+		if rec.code >= 300 {
+			return api.Assignments{}, fmt.Errorf("assignments: %s", strings.TrimSpace(rec.body.String()))
 		}
-		// No other manager answers: serve what we have; our worker keeps running.
+		var as api.Assignments
+		if err := decodeJSON(&rec.body, &as); err != nil {
+			return api.Assignments{}, err
+		}
+		return as, nil
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("/?node=%s&index=%d&wait=%s", nodeID, index, wait), nil)
-	rec := &memResponse{header: http.Header{}}
-	d.handleAssignments(rec, req)
-	if rec.code == http.StatusNotFound {
-		return api.Assignments{}, worker.ErrNodeRemoved
+	var targets []*client.Client
+	if st != nil {
+		id, addr := d.waitLeader(ctx, 3*time.Second)
+		if id == "" || id == d.id.NodeID {
+			return api.Assignments{}, d.noQuorumError()
+		}
+		targets = []*client.Client{d.peer(addr)}
+	} else {
+		targets = d.managerClients()
 	}
-	if rec.code >= 300 {
-		return api.Assignments{}, fmt.Errorf("assignments: %s", strings.TrimSpace(rec.body.String()))
+	var last error = errors.New("no manager known")
+	for _, c := range targets {
+		as, err := c.Assignments(ctx, nodeID, index, wait)
+		if err == nil {
+			return as, nil
+		}
+		if client.IsKind(err, api.ErrKindNotFound) {
+			return as, worker.ErrNodeRemoved
+		}
+		last = err
 	}
-	var as api.Assignments
-	if err := decodeJSON(&rec.body, &as); err != nil {
-		return api.Assignments{}, err
-	}
-	return as, nil
+	return api.Assignments{}, last
 }
 
 // ReportStatus implements worker.Manager.

@@ -431,12 +431,6 @@ func (d *Daemon) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	snap := d.blockingSnapshot(r)
 	n := snap.Node(nodeID)
 	if n == nil {
-		if !d.stateFresh(d.store) {
-			// A manager that is behind cannot tell a removed node from one it has
-			// not heard of yet.
-			writeError(w, fmt.Errorf("this manager's state is not current: %w", raftstore.ErrNotLeader))
-			return
-		}
 		writeError(w, fmt.Errorf("node %q is not part of the cluster (removed?): %w", nodeID, raftstore.ErrNotFound))
 		return
 	}
@@ -503,4 +497,3 @@ func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, d.store.State().Index(), struct{}{})
 }
-

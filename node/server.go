@@ -98,19 +98,23 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		case routeManager:
-			if st == nil {
+			switch {
+			case st == nil:
 				d.forwardToManager(w, r)
-				return
-			}
-			if !d.stateFresh(st) && r.Header.Get(forwardedHeader) == "" {
-				// Our copy may be far behind (just restarted, or cut off): the leader's
-				// is current. With no leader, our last state is better than nothing.
-				if id, addr := d.waitLeader(r.Context(), 0); id != "" && id != d.id.NodeID {
-					d.proxy(w, r, addr)
+			case st.IsLeader() && d.waitReady(r.Context(), st):
+				h(w, r)
+			case r.Header.Get(forwardedHeader) != "":
+				writeError(w, fmt.Errorf("leadership changed while forwarding: %w", raftstore.ErrNotLeader))
+			default:
+				// Sessions are with the leader: only its state is current (a follower
+				// may be replaying a long log after a restart).
+				id, addr := d.waitLeader(r.Context(), 3*time.Second)
+				if id == "" || id == d.id.NodeID {
+					writeError(w, d.noQuorumError())
 					return
 				}
+				d.proxy(w, r, addr)
 			}
-			h(w, r)
 			return
 		case routeRead:
 			if st != nil && r.URL.Query().Has("stale") {
@@ -157,17 +161,6 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
-}
-
-// stateFresh reports whether this manager's state is current: it leads, or it heard
-// from the leader recently (a restarted follower replays the log only as the leader
-// feeds it, which after a long absence can take many seconds).
-func (d *Daemon) stateFresh(st *raftstore.Store) bool {
-	if st.IsLeader() {
-		return true
-	}
-	last := st.Raft().LastContact()
-	return !last.IsZero() && time.Since(last) < 2*time.Second
 }
 
 // waitReady waits a bounded time for this leader's barrier of the current term.
