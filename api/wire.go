@@ -98,6 +98,10 @@ type Assignments struct {
 	Tasks     []*Task            `json:"tasks"`
 	Endpoints []ServiceEndpoints `json:"endpoints"`
 	Nodes     []Node             `json:"nodes"` // every node's address, for SRV targets and managers
+	// Voters are the Raft voters as the leader sees them: a demoted manager learns
+	// from this that it was removed (the leader stops talking to it, so its own
+	// Raft never hears of the change).
+	Voters []string `json:"voters,omitempty"`
 }
 
 // StatusReport carries a worker's task status changes.

@@ -112,7 +112,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log,
 		OnAssignments: func(as api.Assignments) {
 			d.applyTables(ctx, as)
-			d.followRole(ctx, as.Node)
+			d.followRole(ctx, as)
 		}})
 	d.goBG(func() { _ = p.agent.Run(ctx) })
 	return nil
@@ -235,15 +235,18 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 		}
 		return as, nil
 	}
-	var targets []*client.Client
+	targets := d.managerClients()
 	if st != nil {
 		id, addr := d.waitLeader(ctx, 3*time.Second)
-		if id == "" || id == d.id.NodeID {
+		switch {
+		case id != "" && id != d.id.NodeID:
+			targets = []*client.Client{d.peer(addr)}
+		case len(targets) == 0:
 			return api.Assignments{}, d.noQuorumError()
 		}
-		targets = []*client.Client{d.peer(addr)}
-	} else {
-		targets = d.managerClients()
+		// Knowing no leader, ask the other managers: this manager may have been
+		// removed from the Raft configuration (demoted), which it only learns
+		// from the leader's answer.
 	}
 	var last error = errors.New("no manager known")
 	for _, c := range targets {

@@ -55,6 +55,9 @@ type Daemon struct {
 
 	gossipStarted time.Time
 	readyTerm     atomic.Uint64 // the term whose leader barrier has completed here
+	// leaderCtx is the context of the current leadership, nil when not leading:
+	// sessions blocked on this node's state end when leadership does.
+	leaderCtx atomic.Pointer[context.Context]
 
 	parts      *nodeParts
 	engineKind string

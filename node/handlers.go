@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -428,7 +429,21 @@ func (d *Daemon) handleTasks(w http.ResponseWriter, r *http.Request) {
 
 func (d *Daemon) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	nodeID := r.URL.Query().Get("node")
-	snap := d.blockingSnapshot(r)
+	lc := d.leaderCtx.Load()
+	if lc == nil {
+		writeError(w, fmt.Errorf("sessions are served by the leader: %w", raftstore.ErrNotLeader))
+		return
+	}
+	// A session blocked here must end with this leadership: our state stops
+	// moving once we no longer lead.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(*lc, cancel)()
+	snap := d.blockingSnapshot(r.WithContext(ctx))
+	if (*lc).Err() != nil {
+		writeError(w, fmt.Errorf("leadership lost: %w", raftstore.ErrNotLeader))
+		return
+	}
 	n := snap.Node(nodeID)
 	if n == nil {
 		writeError(w, fmt.Errorf("node %q is not part of the cluster (removed?): %w", nodeID, raftstore.ErrNotFound))
@@ -444,6 +459,12 @@ func (d *Daemon) handleAssignments(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range snap.Nodes() {
 		out.Nodes = append(out.Nodes, *m)
+	}
+	if voters, err := d.store.Voters(); err == nil {
+		for id := range voters {
+			out.Voters = append(out.Voters, id)
+		}
+		sort.Strings(out.Voters)
 	}
 	writeJSON(w, snap.Index(), out)
 }

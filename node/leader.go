@@ -83,6 +83,8 @@ func (d *Daemon) runLeader(ctx context.Context) {
 		}
 	}
 	d.readyTerm.Store(d.store.Term())
+	d.leaderCtx.Store(&ctx)
+	defer d.leaderCtx.Store(nil)
 	log.Info("leadership acquired", "index", d.store.State().Index(), "term", d.store.Term())
 	var tasks sync.WaitGroup
 	defer tasks.Wait()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
@@ -11,7 +12,8 @@ import (
 // followRole starts or stops this node's manager parts when its role in the
 // cluster record changes (node promote / demote). The leader then adds or removes
 // the Raft voter; see reconcileMembers.
-func (d *Daemon) followRole(ctx context.Context, self *api.Node) {
+func (d *Daemon) followRole(ctx context.Context, as api.Assignments) {
+	self := as.Node
 	if self == nil {
 		return
 	}
@@ -30,11 +32,7 @@ func (d *Daemon) followRole(ctx context.Context, self *api.Node) {
 		d.setRole(api.RoleManager)
 		d.goBG(func() { d.leaderLoop(ctx) })
 	case self.Role == api.RoleWorker && st != nil && role == api.RoleManager:
-		voters, err := st.Voters()
-		if err != nil {
-			return
-		}
-		if _, still := voters[d.id.NodeID]; still {
+		if slices.Contains(as.Voters, d.id.NodeID) {
 			return // the leader has not removed us yet; we will see the next update
 		}
 		d.log.Info("demoted: stopping raft")
