@@ -116,10 +116,14 @@ func (a *Agent) session(ctx context.Context) {
 				return
 			}
 			a.log.Debug("session", "err", err)
+			wait := backoff
+			if !removedSince.IsZero() {
+				wait = 500 * time.Millisecond // confirm a removal promptly
+			}
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			backoff = min(backoff*2, 3*time.Second)
 			index = 0 // the manager we reach next may be at another index
