@@ -36,8 +36,6 @@ type Daemon struct {
 
 	gossip  *gossip.Gossip
 	servers []*http.Server
-	unixLn  net.Listener
-	tcpLn   net.Listener
 
 	// peers caches API clients to other nodes, keyed by API address.
 	peerMu sync.Mutex
@@ -48,7 +46,6 @@ type Daemon struct {
 	bg      sync.WaitGroup
 	cancel  context.CancelFunc
 
-	extra       []func(ctx context.Context) // more per-node components, started after the core
 	leaderTasks []LeaderTask
 
 	memberChanged chan struct{} // gossip saw a join, leave or failure
@@ -172,9 +169,6 @@ func (d *Daemon) start(ctx context.Context) error {
 		return err
 	}
 	d.goBG(func() { d.registerLoop(ctx) })
-	for _, f := range d.extra {
-		d.goBG(func() { f(ctx) })
-	}
 	d.log.Info("started", "role", id.Role, "api", d.cfg.apiAddr(), "socket", d.cfg.socketPath())
 	return nil
 }
