@@ -56,7 +56,7 @@ fi
 
 step "requests through the published port 8080 on every node (routing mesh)"
 for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
-	printf '%s:8080 -> ' $ip; curl -s --max-time 2 "http://$ip:8080/" || echo "(no answer)"
+	for _ in 1 2; do printf '%s:8080 -> ' $ip; curl -s --max-time 2 "http://$ip:8080/" || echo "(no answer)"; done
 done
 
 step "kill -9 the leader"
