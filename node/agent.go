@@ -237,16 +237,15 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 	}
 	targets := d.managerClients()
 	if st != nil {
-		id, addr := d.waitLeader(ctx, 3*time.Second)
-		switch {
-		case id != "" && id != d.id.NodeID:
-			targets = []*client.Client{d.peer(addr)}
-		case len(targets) == 0:
+		// The leader first, then the other managers, which forward to theirs: a
+		// manager cut off from the leader (or removed) may not hear of a new one
+		// for seconds, or may remember a dead one, while the others know it now.
+		if id, addr := d.waitLeader(ctx, 0); id != "" && id != d.id.NodeID {
+			targets = append([]*client.Client{d.peer(addr)}, targets...)
+		}
+		if len(targets) == 0 {
 			return api.Assignments{}, d.noQuorumError()
 		}
-		// Knowing no leader, ask the other managers: this manager may have been
-		// removed from the Raft configuration (demoted), which it only learns
-		// from the leader's answer.
 	}
 	var last error = errors.New("no manager known")
 	for _, c := range targets {

@@ -125,7 +125,7 @@ func (a *Agent) session(ctx context.Context) {
 				return
 			case <-time.After(wait):
 			}
-			backoff = min(backoff*2, 3*time.Second)
+			backoff = min(backoff*2, time.Second)
 			index = 0 // the manager we reach next may be at another index
 			continue
 		}
