@@ -114,7 +114,6 @@ func (d *Daemon) startParts(ctx context.Context) error {
 			d.applyTables(ctx, as)
 			d.followRole(ctx, as)
 		}})
-	d.goBG(func() { _ = p.agent.Run(ctx) })
 	return nil
 }
 

@@ -168,6 +168,8 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.startAPI(); err != nil {
 		return err
 	}
+	// The worker starts once gossip and raft are up: its session needs them.
+	d.goBG(func() { _ = d.parts.agent.Run(ctx) })
 	d.goBG(func() { d.registerLoop(ctx) })
 	d.log.Info("started", "role", id.Role, "api", d.cfg.apiAddr(), "socket", d.cfg.socketPath())
 	return nil

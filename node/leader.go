@@ -225,7 +225,7 @@ func (d *Daemon) waitLeader(ctx context.Context, within time.Duration) (id, apiA
 func (d *Daemon) noQuorumError() error {
 	voters, _ := d.store.Voters()
 	alive := 0
-	for _, m := range d.gossip.Members() {
+	for _, m := range d.gossip.Members() { // gossip starts before any caller runs
 		if _, ok := voters[m.Name]; ok && m.State == gossip.Alive {
 			alive++
 		}
