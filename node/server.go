@@ -28,7 +28,10 @@ const (
 	routeManager        // any manager answers from its own state (blocking session reads)
 )
 
-const forwardedHeader = "X-Swarmlet-Forwarded"
+const (
+	forwardedHeader = "X-Swarmlet-Forwarded" // sent to the leader: do not forward again
+	viaHeader       = "X-Swarmlet-Via"       // sent by a manager that knew no leader
+)
 
 func (d *Daemon) startAPI() error {
 	mux := http.NewServeMux()
@@ -110,7 +113,7 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 				// may be replaying a long log after a restart).
 				id, addr := d.waitLeader(r.Context(), 3*time.Second)
 				if id == "" || id == d.id.NodeID {
-					writeError(w, d.noQuorumError())
+					d.noLeaderHere(w, r)
 					return
 				}
 				d.proxy(w, r, addr)
@@ -135,7 +138,7 @@ func (d *Daemon) route(kind int, h http.HandlerFunc) http.HandlerFunc {
 			id, addr := d.waitLeader(r.Context(), 3*time.Second)
 			switch {
 			case id == "":
-				writeError(w, d.noQuorumError())
+				d.noLeaderHere(w, r)
 				return
 			case id != d.id.NodeID:
 				d.proxy(w, r, addr)
@@ -195,6 +198,25 @@ func (d *Daemon) becomingLeader(ctx context.Context, st *raftstore.Store) bool {
 
 // forwardToManager is how a worker serves the API: through any reachable manager.
 func (d *Daemon) forwardToManager(w http.ResponseWriter, r *http.Request) {
+	if !d.tryManagers(w, r, false) {
+		writeError(w, fmt.Errorf("no manager reachable from this worker: %w", raftstore.ErrNoQuorum))
+	}
+}
+
+// noLeaderHere answers for a manager that knows no leader. It may be the one that
+// is cut off (an old leader just healed hears of the new one only when Raft's
+// backoff lets the leader call again, up to ~10 s), so it asks the other managers
+// once; only if none can help is quorum lost.
+func (d *Daemon) noLeaderHere(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(viaHeader) == "" && d.tryManagers(w, r, true) {
+		return
+	}
+	writeError(w, d.noQuorumError())
+}
+
+// tryManagers proxies the request to the first other manager that accepts a
+// connection; false if none does.
+func (d *Daemon) tryManagers(w http.ResponseWriter, r *http.Request, markVia bool) bool {
 	var body []byte
 	if r.Body != nil {
 		body, _ = io.ReadAll(r.Body)
@@ -208,10 +230,13 @@ func (d *Daemon) forwardToManager(w http.ResponseWriter, r *http.Request) {
 		conn.Close()
 		r.Body = io.NopCloser(strings.NewReader(string(body)))
 		r.ContentLength = int64(len(body))
+		if markVia {
+			r.Header.Set(viaHeader, d.id.NodeID)
+		}
 		d.proxyManager(w, r, host)
-		return
+		return true
 	}
-	writeError(w, fmt.Errorf("no manager reachable from this worker: %w", raftstore.ErrNoQuorum))
+	return false
 }
 
 func (d *Daemon) proxyManager(w http.ResponseWriter, r *http.Request, addr string) {
