@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/swarmlet/swarmlet/node/client"
 )
 
 // This file is the one seam node-to-node traffic goes through: Raft's stream layer
@@ -14,7 +16,7 @@ import (
 // localDialer dials from the node's advertise address, so firewall rules keyed on
 // address pairs can cut one node off from another (DESIGN.md).
 func localDialer(advertise string, timeout time.Duration) *net.Dialer {
-	return &net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(advertise)}}
+	return client.Dialer(advertise, timeout)
 }
 
 // streamLayer carries Raft traffic.

@@ -14,7 +14,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -52,15 +55,38 @@ type Options struct {
 	Timeout   time.Duration // per request, default 30 s (blocking queries add their wait)
 }
 
+// Dialer dials node-to-node TCP connections: from local (the advertise address, if
+// given), with keepalives and a TCP user timeout of a few seconds, so a connection
+// into a partition fails in seconds instead of hanging on retransmissions; a long
+// poll sent before a partition is dropped by the keepalive and retried afresh
+// once the network heals, rather than waiting out TCP's backoff.
+func Dialer(local string, timeout time.Duration) *net.Dialer {
+	d := &net.Dialer{
+		Timeout:         timeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 3},
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, 5000)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		},
+	}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	return d
+}
+
 // New parses unix:///path or tcp://host:port (or host:port).
 func New(host string, opt Options) (*Client, error) {
 	if opt.Timeout == 0 {
 		opt.Timeout = 30 * time.Second
 	}
-	d := &net.Dialer{Timeout: 3 * time.Second}
-	if opt.LocalAddr != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(opt.LocalAddr)}
-	}
+	d := Dialer(opt.LocalAddr, 3*time.Second)
 	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host}
 	switch {
