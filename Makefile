@@ -26,7 +26,7 @@ lint:
 
 # The test image the project owns (FROM scratch; nothing is pulled).
 image:
-	bash images/whoami/build.sh
+	bash cmd/whoami/build.sh
 
 # The full Jepsen-style suite: a few minutes per scenario.
 scenarios: build

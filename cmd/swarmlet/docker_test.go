@@ -26,7 +26,7 @@ func TestServicesDockerEngine(t *testing.T) {
 	if _, err := os.Stat("/var/run/docker.sock"); err != nil {
 		t.Skip("no Docker engine socket at /var/run/docker.sock")
 	}
-	build := osexec.Command("bash", filepath.Join("..", "..", "images", "whoami", "build.sh"))
+	build := osexec.Command("bash", filepath.Join("..", "whoami", "build.sh"))
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the whoami image: %v\n%s", err, out)
 	}

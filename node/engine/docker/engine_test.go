@@ -71,12 +71,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// buildWhoami does what images/whoami/build.sh does, through the API: a static
-// cmd/whoami in the FROM scratch image of images/whoami/Dockerfile. No pull.
+// buildWhoami does what cmd/whoami/build.sh does, through the API: a static
+// cmd/whoami in the FROM scratch image of cmd/whoami/Dockerfile. No pull.
 func buildWhoami(ctx context.Context, cli *client.Client) error {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
-	dockerfile, err := os.ReadFile(filepath.Join(root, "images", "whoami", "Dockerfile"))
+	dockerfile, err := os.ReadFile(filepath.Join(root, "cmd", "whoami", "Dockerfile"))
 	if err != nil {
 		return err
 	}
