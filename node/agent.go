@@ -234,17 +234,9 @@ func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, w
 		}
 		return as, nil
 	}
-	targets := d.managerClients()
-	if st != nil {
-		// The leader first, then the other managers, which forward to theirs: a
-		// manager cut off from the leader (or removed) may not hear of a new one
-		// for seconds, or may remember a dead one, while the others know it now.
-		if id, addr := d.waitLeader(ctx, 0); id != "" && id != d.id.NodeID {
-			targets = append([]*client.Client{d.peer(addr)}, targets...)
-		}
-		if len(targets) == 0 {
-			return api.Assignments{}, d.noQuorumError()
-		}
+	targets := d.leaderClients(st)
+	if st != nil && len(targets) == 0 {
+		return api.Assignments{}, d.noQuorumError()
 	}
 	var last error = errors.New("no manager known")
 	for _, c := range targets {

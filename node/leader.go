@@ -278,6 +278,20 @@ func (d *Daemon) peer(addr string) *client.Client {
 	return c
 }
 
+// leaderClients lists whom to ask for what only the leader can do: the leader this
+// manager knows (if not itself), then the other managers, which forward to theirs.
+// A manager cut off from the leader (or removed) may not hear of a new one for
+// seconds, or may remember a dead one, while the others know it now.
+func (d *Daemon) leaderClients(st *raftstore.Store) []*client.Client {
+	targets := d.managerClients()
+	if st != nil {
+		if id, addr := d.leaderAPIAddr(); id != "" && id != d.id.NodeID {
+			targets = append([]*client.Client{d.peer(addr)}, targets...)
+		}
+	}
+	return targets
+}
+
 // writeToLeader applies a command on the leader, wherever it is. Used by the daemon
 // itself (registration, task status); user requests are proxied whole instead.
 func (d *Daemon) writeToLeader(ctx context.Context, c raftstore.Command) error {
@@ -292,15 +306,9 @@ func (d *Daemon) writeToLeader(ctx context.Context, c raftstore.Command) error {
 	if err != nil {
 		return err
 	}
-	var targets []*client.Client
-	if st != nil {
-		if _, addr := d.waitLeader(ctx, 3*time.Second); addr != "" {
-			targets = []*client.Client{d.peer(addr)}
-		} else {
-			return d.noQuorumError()
-		}
-	} else {
-		targets = d.managerClients()
+	targets := d.leaderClients(st)
+	if st != nil && len(targets) == 0 {
+		return d.noQuorumError()
 	}
 	var last error = errors.New("no manager known")
 	for _, c := range targets {

@@ -205,15 +205,7 @@ func TestBadInput(t *testing.T) {
 		{"demote last manager", []string{"node", "demote", "node1"}, "last manager"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, errOut, err := c.cli(1, tc.args...)
-			if err == nil {
-				t.Fatal("succeeded")
-			}
-			if !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("want one line 'Error: ...%s...', got %q", tc.want, errOut)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { c.expectError(t, 1, tc.want, tc.args...) })
 	}
 	t.Run("second init on a running data dir", func(t *testing.T) {
 		out, err := osexec.Command(swarmletBin, "init", "--advertise-addr", c.ip(1), "--data-dir", c.dataDir(1), "--engine", "process", "--dns-port", "0").CombinedOutput()

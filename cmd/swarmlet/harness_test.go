@@ -188,6 +188,18 @@ func (c *cluster) cli(i int, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
+// expectError runs a CLI command that must fail with one clear line naming want.
+func (c *cluster) expectError(t *testing.T, i int, want string, args ...string) {
+	t.Helper()
+	_, errOut, err := c.cli(i, args...)
+	if err == nil {
+		t.Fatal("succeeded")
+	}
+	if !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("want one line 'Error: ...%s...', got %q", want, errOut)
+	}
+}
+
 func (c *cluster) mustCLI(i int, args ...string) string {
 	c.t.Helper()
 	out, errOut, err := c.cli(i, args...)

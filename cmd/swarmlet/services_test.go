@@ -250,15 +250,7 @@ func TestServiceBadInput(t *testing.T) {
 		{"bad scale", []string{"service", "scale", "web=-2"}, "invalid scale"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, errOut, err := c.cli(1, tc.args...)
-			if err == nil {
-				t.Fatal("succeeded")
-			}
-			if !strings.HasPrefix(errOut, "Error: ") || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("want one line 'Error: ...%s...', got %q", tc.want, errOut)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { c.expectError(t, 1, tc.want, tc.args...) })
 	}
 	ls := c.mustCLI(1, "service", "ls", "-q")
 	if strings.Count(ls, "\n") != 1 {
