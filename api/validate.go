@@ -115,9 +115,21 @@ func (s *ServiceSpec) Normalize() {
 	}
 }
 
+// Bounds on what one spec may hold: a spec is copied into every task and every
+// Raft entry that carries one, so an unbounded field is a way to exhaust managers.
+const (
+	MaxReplicas    = 100_000
+	maxListItems   = 1000     // env entries, labels, constraints, ports, command args
+	maxFieldBytes  = 64 << 10 // one env entry, label, argument or image name
+	maxSpecStrings = 1 << 20  // all of a spec's strings together
+)
+
 // Validate reports the first problem with a spec, in words a user can act on.
 func (s *ServiceSpec) Validate() error {
 	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if err := s.validateSizes(); err != nil {
 		return err
 	}
 	if s.Image == "" {
@@ -173,6 +185,55 @@ func (s *ServiceSpec) Validate() error {
 	case RestartAny, RestartOnFailure, RestartNone:
 	default:
 		return fmt.Errorf("invalid restart condition %q: use any, on-failure or none", s.RestartPolicy.Condition)
+	}
+	return nil
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// ValidateID checks an object ID taken from a path or a header before it is used
+// to look anything up: IDs are lower-case letters and digits, at most 64.
+func ValidateID(id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("invalid ID %q: IDs are 1-64 lower-case letters and digits", id)
+	}
+	return nil
+}
+
+func (s *ServiceSpec) validateSizes() error {
+	if s.Replicas > MaxReplicas {
+		return fmt.Errorf("replicas %d: at most %d", s.Replicas, MaxReplicas)
+	}
+	total := len(s.Image)
+	lists := []struct {
+		what  string
+		items []string
+	}{{"command arguments", s.Command}, {"env entries", s.Env}, {"constraints", s.Constraints}}
+	for _, l := range lists {
+		if len(l.items) > maxListItems {
+			return fmt.Errorf("too many %s: %d, at most %d", l.what, len(l.items), maxListItems)
+		}
+		for _, v := range l.items {
+			if len(v) > maxFieldBytes {
+				return fmt.Errorf("one of the %s is %d bytes, at most %d", l.what, len(v), maxFieldBytes)
+			}
+			total += len(v)
+		}
+	}
+	if len(s.Labels) > maxListItems || len(s.Ports) > maxListItems {
+		return fmt.Errorf("too many labels or ports: at most %d each", maxListItems)
+	}
+	for k, v := range s.Labels {
+		if len(k)+len(v) > maxFieldBytes {
+			return fmt.Errorf("label %.40q is too long: at most %d bytes", k, maxFieldBytes)
+		}
+		total += len(k) + len(v)
+	}
+	if len(s.Image) > maxFieldBytes {
+		return fmt.Errorf("image name is %d bytes, at most %d", len(s.Image), maxFieldBytes)
+	}
+	if total > maxSpecStrings {
+		return fmt.Errorf("spec is too large: %d bytes of strings, at most %d", total, maxSpecStrings)
 	}
 	return nil
 }

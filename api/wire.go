@@ -2,17 +2,6 @@ package api
 
 // Wire types of the HTTP API (/v1/...).
 
-// Error kinds tell a client what a failure guarantees.
-const (
-	ErrKindInvalid  = "invalid"   // bad input; nothing changed
-	ErrKindNotFound = "not_found" // nothing changed
-	ErrKindConflict = "conflict"  // name taken or version conflict; nothing changed
-	ErrKindRefused  = "refused"   // not written (no leader, shutting down); nothing changed
-	ErrKindNoQuorum = "no_quorum" // managers cannot agree; nothing changed
-	ErrKindUnknown  = "unknown"   // the change may or may not have been applied
-	ErrKindInternal = "internal"
-)
-
 // ErrorBody is every error response's body.
 type ErrorBody struct {
 	Error string `json:"error"`
@@ -104,8 +93,27 @@ type Assignments struct {
 	Voters []string `json:"voters,omitempty"`
 }
 
-// StatusReport carries a worker's task status changes.
+// StatusReport carries a worker's task status changes. Whose tasks they are is
+// the caller's identity, never a field of the report.
 type StatusReport struct {
-	NodeID string   `json:"node_id"`
-	Ops    []TaskOp `json:"ops"`
+	Ops []TaskOp `json:"ops"`
+}
+
+// RegisterRequest refreshes the caller's own node record after a restart (address,
+// ports, engine, resources); the node must already be a member.
+type RegisterRequest struct {
+	Node Node `json:"node"`
+}
+
+// NodeInfo is a node as the API shows it.
+type NodeInfo struct {
+	Node
+	Leader bool `json:"leader"`
+}
+
+// ServiceInfo is a service as the API shows it: the stored service and live counts.
+type ServiceInfo struct {
+	Service
+	Running int    `json:"running"`
+	Desired uint64 `json:"desired"`
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"maps"
-	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -73,75 +72,24 @@ func applyOps(tasks map[string]*api.Task, ops []api.TaskOp, index uint64) bool {
 	return changed
 }
 
-// applyOp is the FSM's task-op semantics (raftstore's applyTaskOps); an op whose
-// precondition fails is a no-op.
+// applyOp applies one op with the FSM's own rules (api.ApplyTaskOp).
 func applyOp(tasks map[string]*api.Task, op api.TaskOp, index uint64) bool {
-	if op.Kind == api.TaskOpCreate {
-		if op.Task == nil || tasks[op.Task.ID] != nil {
-			return false
-		}
-		t := cloneTask(op.Task)
-		t.CreateIndex, t.ModifyIndex = index, index
-		tasks[t.ID] = t
-		return true
+	id := op.TaskID
+	if op.Kind == api.TaskOpCreate && op.Task != nil {
+		id = op.Task.ID
 	}
-	old := tasks[op.TaskID]
-	if old == nil {
-		return false
+	next, res, err := api.ApplyTaskOp(tasks[id], op, index)
+	if err != nil {
+		// The FSM fails the whole batch here; the loops never propose it.
+		panic(err)
 	}
-	t := cloneTask(old) // copy on write: snapshots handed out keep their view
-	switch op.Kind {
-	case api.TaskOpAssign:
-		if t.Status.State > api.TaskPending || t.NodeID != "" {
-			return false
-		}
-		t.NodeID = op.NodeID
-		t.PendingReason = ""
-		t.Status = api.TaskStatus{State: api.TaskAssigned, Message: "assigned", Timestamp: op.At}
-	case api.TaskOpPending:
-		if t.Status.State > api.TaskPending {
-			return false
-		}
-		t.PendingReason = op.Reason
-		t.Status = api.TaskStatus{State: api.TaskPending, Message: op.Reason, Timestamp: op.At}
-	case api.TaskOpDesired:
-		if op.Desired <= t.DesiredState {
-			return false
-		}
-		t.DesiredState = op.Desired
-	case api.TaskOpStatus:
-		if op.Status.State < t.Status.State || op.Status.State == t.Status.State && reflect.DeepEqual(op.Status, t.Status) {
-			return false
-		}
-		if op.NodeID != "" && op.NodeID != t.NodeID {
-			return false // a report from a node the task is not on
-		}
-		t.Status = op.Status
-		t.Status.Ports = slices.Clone(op.Status.Ports)
-	case api.TaskOpDelete:
-		if !t.Status.State.Terminal() && t.Status.State > api.TaskPending {
-			// The FSM fails the whole batch here; the loops never propose it.
-			panic("delete of live task " + t.ID)
-		}
-		delete(tasks, op.TaskID)
-		return true
-	default:
-		return false
+	switch res {
+	case api.OpChanged:
+		tasks[id] = next
+	case api.OpDeleted:
+		delete(tasks, id)
 	}
-	t.ModifyIndex = index
-	tasks[t.ID] = t
-	return true
-}
-
-func cloneTask(t *api.Task) *api.Task {
-	c := *t
-	c.Spec.Command = slices.Clone(t.Spec.Command)
-	c.Spec.Env = slices.Clone(t.Spec.Env)
-	c.Spec.Labels = maps.Clone(t.Spec.Labels)
-	c.Spec.Ports = slices.Clone(t.Spec.Ports)
-	c.Spec.Constraints = slices.Clone(t.Spec.Constraints)
-	c.Status.Ports = slices.Clone(t.Status.Ports)
-	return &c
+	return res != api.OpSkipped
 }
 
 // Test helpers that stand in for the API (nodes, services) and for workers.
@@ -244,8 +192,16 @@ type memSnapshot struct {
 	byNode    map[string][]*api.Task
 }
 
-func (s *memSnapshot) Index() uint64                         { return s.index }
-func (s *memSnapshot) Nodes() []*api.Node                    { return s.nodes }
+func (s *memSnapshot) Index() uint64      { return s.index }
+func (s *memSnapshot) Nodes() []*api.Node { return s.nodes }
+func (s *memSnapshot) Node(id string) *api.Node {
+	for _, n := range s.nodes {
+		if n.ID == id {
+			return n
+		}
+	}
+	return nil
+}
 func (s *memSnapshot) Services() []*api.Service              { return s.services }
 func (s *memSnapshot) Tasks() []*api.Task                    { return s.tasks }
 func (s *memSnapshot) TasksByService(id string) []*api.Task  { return s.byService[id] }

@@ -11,6 +11,7 @@ import (
 type Snapshot interface {
 	Index() uint64
 	Nodes() []*api.Node
+	Node(id string) *api.Node // nil if there is no such node
 	Services() []*api.Service
 	Tasks() []*api.Task // all tasks, including terminal history
 	TasksByService(serviceID string) []*api.Task

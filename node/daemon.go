@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,15 +16,22 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/dispatcher"
 	"github.com/swarmlet/swarmlet/gossip"
 	"github.com/swarmlet/swarmlet/node/client"
+	"github.com/swarmlet/swarmlet/node/forward"
+	"github.com/swarmlet/swarmlet/node/token"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
 
 // Version is the daemon's version string.
 var Version = "0.1.0-dev"
 
-// Daemon is one running swarmlet node.
+// Daemon is one running swarmlet node. Its files split by job: this one is start
+// and stop order; gossip.go membership; parts.go the engine, DNS and balancer;
+// api.go the listeners and what the API asks of the node; session.go the worker's
+// session with the leader; leader.go the leader-only loops; members.go Raft
+// membership from gossip; roles.go promotion and demotion. See DESIGN.md.
 type Daemon struct {
 	cfg  Config
 	log  *slog.Logger
@@ -37,24 +45,20 @@ type Daemon struct {
 	gossip  *gossip.Gossip
 	servers []*http.Server
 
-	// peers caches API clients to other nodes, keyed by API address.
-	peerMu sync.Mutex
-	peers  map[string]*client.Client
+	peers      *forward.Peers
+	router     *forward.Router
+	leadership forward.Leadership
+	// dispatcher serves worker sessions while this node leads.
+	dispatcher atomic.Pointer[dispatcher.Dispatcher]
 
 	leaving chan struct{} // closed by `swarmlet leave`
 	stopped chan struct{}
 	bg      sync.WaitGroup
 	cancel  context.CancelFunc
 
-	leaderTasks []LeaderTask
-
 	memberChanged chan struct{} // gossip saw a join, leave or failure
 
 	gossipStarted time.Time
-	readyTerm     atomic.Uint64 // the term whose leader barrier has completed here
-	// leaderCtx is the context of the current leadership, nil when not leading:
-	// sessions blocked on this node's state end when leadership does.
-	leaderCtx atomic.Pointer[context.Context]
 
 	parts      *nodeParts
 	engineKind string
@@ -72,7 +76,7 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
-	return &Daemon{cfg: cfg, log: cfg.Logger, peers: map[string]*client.Client{},
+	return &Daemon{cfg: cfg, log: cfg.Logger,
 		leaving: make(chan struct{}), stopped: make(chan struct{}), memberChanged: make(chan struct{}, 1)}, nil
 }
 
@@ -114,7 +118,7 @@ func (d *Daemon) start(ctx context.Context) error {
 		if d.cfg.ForceNewCluster {
 			return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds none", d.cfg.DataDir)
 		}
-		id = &identity{NodeID: randomID(12), Role: api.RoleManager}
+		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager}
 	case fresh:
 		if id, err = d.joinCluster(ctx); err != nil {
 			return err
@@ -143,6 +147,8 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.id = id
 	d.mu.Unlock()
 	d.log = d.log.With("node", id.NodeID)
+	d.peers = forward.NewPeers(d.cfg.AdvertiseAddr, id.NodeID)
+	d.router = d.newRouter()
 
 	if id.Role == api.RoleManager {
 		if err := d.startRaft(fresh && d.cfg.Init); err != nil {
@@ -155,9 +161,8 @@ func (d *Daemon) start(ctx context.Context) error {
 	if err := d.startGossip(); err != nil {
 		return err
 	}
-	d.leaderTasks = append(d.leaderTasks, d.dispatcherTasks()...)
-	if d.store != nil {
-		d.goBG(func() { d.leaderLoop(ctx) })
+	if st := d.currentStore(); st != nil {
+		d.goBG(func() { d.leaderLoop(ctx, st) })
 	}
 	if fresh && d.cfg.Init {
 		if err := d.initCluster(ctx); err != nil {
@@ -219,85 +224,6 @@ func (d *Daemon) startRaft(bootstrap bool) error {
 	return nil
 }
 
-func (d *Daemon) gossipMeta() map[string]string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := map[string]string{
-		"role": string(d.id.Role),
-		"api":  strconv.Itoa(d.cfg.PortBase + offsetAPI),
-		"raft": "0",
-	}
-	if d.store != nil {
-		m["raft"] = "1"
-	}
-	return m
-}
-
-func (d *Daemon) startGossip() error {
-	g, err := gossip.Start(gossip.Config{
-		Name: d.id.NodeID, BindAddr: d.cfg.AdvertiseAddr, BindPort: d.cfg.gossipPort(),
-		Meta: d.gossipMeta(), Logger: d.log.With("component", "gossip"),
-	})
-	if err != nil {
-		return fmt.Errorf("start gossip on %s:%d: %w", d.cfg.AdvertiseAddr, d.cfg.gossipPort(), err)
-	}
-	d.gossip = g
-	d.gossipStarted = time.Now()
-	d.goBG(d.pumpGossipEvents)
-	var peers []string
-	for _, m := range d.id.Managers {
-		if m.ID != d.id.NodeID {
-			peers = append(peers, net.JoinHostPort(m.Addr, strconv.Itoa(m.GossipPort)))
-		}
-	}
-	if len(peers) > 0 {
-		// Peers may be down too (a whole-cluster restart); gossip heals as they return.
-		if _, err := g.Join(peers); err != nil {
-			d.log.Warn("gossip join", "peers", peers, "err", err)
-			d.goBG(func() { d.retryGossipJoin(peers) })
-		}
-	}
-	return nil
-}
-
-// pumpGossipEvents is the one reader of gossip events; it wakes the leader's
-// member reconciliation.
-func (d *Daemon) pumpGossipEvents() {
-	for {
-		select {
-		case <-d.stopped:
-			return
-		case ev, ok := <-d.gossip.Events():
-			if !ok {
-				return
-			}
-			d.log.Info("gossip event", "kind", ev.Kind.String(), "member", ev.Member.Name, "addr", ev.Member.Addr)
-			select {
-			case d.memberChanged <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-func (d *Daemon) retryGossipJoin(peers []string) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stopped:
-			return
-		case <-t.C:
-		}
-		if d.gossip.NumAlive() > 1 {
-			return
-		}
-		if _, err := d.gossip.Join(peers); err == nil {
-			return
-		}
-	}
-}
-
 // selfNode describes this node as it registers itself.
 func (d *Daemon) selfNode(id *identity) api.Node {
 	return api.Node{
@@ -330,11 +256,11 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	clusterID := randomID(16)
+	clusterID := token.RandomID(16)
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
-		ClusterID: clusterID, WorkerSecret: randomID(25), ManagerSecret: randomID(25),
+		ClusterID: clusterID, WorkerSecret: token.RandomID(25), ManagerSecret: token.RandomID(25),
 		VIPPool: d.cfg.VIPPool, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
 	}); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
@@ -354,8 +280,8 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	}
 	cl := d.store.Snapshot().Cluster()
 	d.cfg.Out("Swarmlet initialised: node %s is now a manager.\n\n", d.id.NodeID)
-	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", makeToken(cl.ID, cl.WorkerSecret), d.cfg.AdvertiseAddr)
-	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", makeToken(cl.ID, cl.ManagerSecret), d.cfg.AdvertiseAddr)
+	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), d.cfg.AdvertiseAddr)
+	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), d.cfg.AdvertiseAddr)
 	return nil
 }
 
@@ -364,7 +290,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if d.cfg.Token == "" {
 		return nil, fmt.Errorf("join needs --token (get one with 'swarmlet join-token worker' on a manager)")
 	}
-	if _, _, err := parseToken(d.cfg.Token); err != nil {
+	if _, _, err := token.Parse(d.cfg.Token); err != nil {
 		return nil, err
 	}
 	addr := d.cfg.JoinAddr
@@ -375,7 +301,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := &identity{NodeID: randomID(12)}
+	id := &identity{NodeID: token.RandomID(12)}
 	self := d.selfNode(id)
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -390,33 +316,6 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr)
 	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
 	return id, nil
-}
-
-// registerLoop refreshes this node's record after a restart (address, ports,
-// engine), retrying until a leader accepts it.
-func (d *Daemon) registerLoop(ctx context.Context) {
-	for attempt := 0; ; attempt++ {
-		err := d.registerSelf(ctx)
-		if err == nil {
-			return
-		}
-		if errors.Is(err, raftstore.ErrNotFound) || client.IsKind(err, api.ErrKindNotFound) {
-			d.log.Warn("this node was removed from the cluster; to bring it back, stop it, empty its data dir and join again with a token")
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Duration(min(attempt+1, 10)) * 300 * time.Millisecond):
-		}
-	}
-}
-
-func (d *Daemon) registerSelf(ctx context.Context) error {
-	self := d.selfNode(d.id)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return d.writeToLeader(cctx, &raftstore.NodeUpsert{Node: self, Refresh: true})
 }
 
 // shutdown stops the node's parts in reverse order. Tasks keep running: a restart
@@ -491,6 +390,6 @@ func hostResources() api.Resources {
 	if syscall.Sysinfo(&si) == nil {
 		r.MemoryBytes = int64(si.Totalram) * int64(si.Unit)
 	}
-	r.NanoCPUs = int64(numCPU()) * 1e9
+	r.NanoCPUs = int64(runtime.NumCPU()) * 1e9
 	return r
 }

@@ -1,16 +1,11 @@
 package node
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -57,32 +52,4 @@ func (id *identity) save(dataDir string) error {
 		return fmt.Errorf("write node identity: %w", err)
 	}
 	return nil
-}
-
-var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// randomID returns n random base32 characters, lower case.
-func randomID(n int) string {
-	b := make([]byte, (n*5+7)/8)
-	_, _ = rand.Read(b)
-	return strings.ToLower(b32.EncodeToString(b))[:n]
-}
-
-// Token layout: SWLT-1-<cluster digest>-<secret>. The digest lets a node tell a
-// token of another cluster from a wrong secret; the secret says the role.
-func clusterDigest(clusterID string) string {
-	h := sha256.Sum256([]byte(clusterID))
-	return hex.EncodeToString(h[:])[:20]
-}
-
-func makeToken(clusterID, secret string) string {
-	return "SWLT-1-" + clusterDigest(clusterID) + "-" + secret
-}
-
-func parseToken(tok string) (digest, secret string, err error) {
-	parts := strings.Split(tok, "-")
-	if len(parts) != 4 || parts[0] != "SWLT" || parts[1] != "1" || parts[2] == "" || parts[3] == "" {
-		return "", "", fmt.Errorf("malformed join token: expected SWLT-1-<cluster>-<secret>")
-	}
-	return parts[2], parts[3], nil
 }

@@ -30,7 +30,8 @@ func (d *Daemon) followRole(ctx context.Context, as api.Assignments) {
 			return
 		}
 		d.setRole(api.RoleManager)
-		d.goBG(func() { d.leaderLoop(ctx) })
+		st := d.currentStore()
+		d.goBG(func() { d.leaderLoop(ctx, st) })
 	case self.Role == api.RoleWorker && st != nil && role == api.RoleManager:
 		if slices.Contains(as.Voters, d.id.NodeID) {
 			return // the leader has not removed us yet; we will see the next update

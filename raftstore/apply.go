@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"reflect"
 	"slices"
 
 	"github.com/hashicorp/go-memdb"
@@ -378,6 +377,9 @@ func applyServiceScale(txn *memdb.Txn, index uint64, c *ServiceScale) (any, erro
 	if old.Spec.Mode != api.ModeReplicated {
 		return nil, fmt.Errorf("service %q is global and cannot be scaled: %w", c.Name, ErrInvalid)
 	}
+	if c.Replicas > api.MaxReplicas {
+		return nil, fmt.Errorf("replicas %d: at most %d: %w", c.Replicas, api.MaxReplicas, ErrInvalid)
+	}
 	svc := *old
 	// Scaling changes how many tasks run, not what they run: the spec version stays,
 	// so running tasks are not replaced.
@@ -415,66 +417,28 @@ func applyServiceRemove(txn *memdb.Txn, index uint64, c *ServiceRemove) (any, er
 func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
 	applied := 0
 	for _, op := range c.Ops {
-		if op.Kind == api.TaskOpCreate {
-			if op.Task == nil || op.Task.ID == "" {
-				return nil, fmt.Errorf("create op without task: %w", ErrInvalid)
-			}
-			if raw, _ := txn.First(tableTasks, "id", op.Task.ID); raw != nil {
-				continue
-			}
-			t := *op.Task
-			t.CreateIndex, t.ModifyIndex = index, index
-			mustInsert(txn, tableTasks, &t)
+		id := op.TaskID
+		if op.Kind == api.TaskOpCreate && op.Task != nil {
+			id = op.Task.ID
+		}
+		var cur *api.Task
+		if raw, _ := txn.First(tableTasks, "id", id); raw != nil {
+			cur = raw.(*api.Task)
+		}
+		next, res, err := api.ApplyTaskOp(cur, op, index)
+		if err != nil {
+			return nil, err
+		}
+		switch res {
+		case api.OpChanged:
+			mustInsert(txn, tableTasks, next)
 			applied++
-			continue
-		}
-		raw, _ := txn.First(tableTasks, "id", op.TaskID)
-		if raw == nil {
-			continue
-		}
-		old := raw.(*api.Task)
-		t := *old
-		switch op.Kind {
-		case api.TaskOpAssign:
-			if t.Status.State > api.TaskPending || t.NodeID != "" {
-				continue // already placed: a stale plan must not move a task
-			}
-			t.NodeID, t.PendingReason = op.NodeID, ""
-			t.Status = api.TaskStatus{State: api.TaskAssigned, Message: "assigned", Timestamp: op.At}
-		case api.TaskOpPending:
-			if t.Status.State > api.TaskPending {
-				continue
-			}
-			t.PendingReason = op.Reason
-			t.Status = api.TaskStatus{State: api.TaskPending, Message: op.Reason, Timestamp: op.At}
-		case api.TaskOpDesired:
-			if op.Desired <= t.DesiredState {
-				continue // desired state is only ever raised
-			}
-			t.DesiredState = op.Desired
-		case api.TaskOpStatus:
-			if op.Status.State < t.Status.State || (op.Status.State == t.Status.State && reflect.DeepEqual(op.Status, t.Status)) {
-				continue // observed state moves forward only
-			}
-			if op.NodeID != "" && op.NodeID != t.NodeID {
-				continue // a report from a node the task is not assigned to
-			}
-			t.Status = op.Status
-		case api.TaskOpDelete:
-			if !t.Status.State.Terminal() && t.Status.State > api.TaskPending {
-				return nil, fmt.Errorf("delete of live task %s: %w", t.ID, ErrInvalid)
-			}
-			if err := txn.Delete(tableTasks, old); err != nil {
+		case api.OpDeleted:
+			if err := txn.Delete(tableTasks, cur); err != nil {
 				return nil, fmt.Errorf("delete task: %w", err)
 			}
 			applied++
-			continue
-		default:
-			return nil, fmt.Errorf("task op %q: %w", op.Kind, ErrInvalid)
 		}
-		t.ModifyIndex = index
-		mustInsert(txn, tableTasks, &t)
-		applied++
 	}
 	return applied, nil
 }

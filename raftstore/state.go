@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -17,11 +16,13 @@ import (
 
 // Business errors returned by Apply: the command was valid but refused, and nothing changed.
 var (
-	ErrNameTaken       = errors.New("name already in use")
-	ErrNotFound        = errors.New("not found")
-	ErrVersionConflict = errors.New("version conflict")
-	ErrNotInitialized  = errors.New("cluster not initialised")
-	ErrInvalid         = errors.New("invalid request")
+	// They are the api sentinels (or wrap them), so errors.Is works the same on
+	// an error that crossed the wire.
+	ErrNameTaken       = fmt.Errorf("name already in use: %w", api.ErrConflict)
+	ErrNotFound        = api.ErrNotFound
+	ErrVersionConflict = fmt.Errorf("version conflict: %w", api.ErrConflict)
+	ErrNotInitialized  = fmt.Errorf("cluster not initialised: %w", api.ErrNotLeader)
+	ErrInvalid         = api.ErrInvalid
 )
 
 // Cluster is the cluster-wide record: identity and join secrets.

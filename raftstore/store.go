@@ -21,9 +21,9 @@ import (
 // Errors a proposer acts on. ErrNotLeader and ErrNoQuorum are refusals: nothing was
 // written. ErrOutcomeUnknown means the entry may or may not commit.
 var (
-	ErrNotLeader      = errors.New("not the leader")
-	ErrNoQuorum       = errors.New("quorum lost")
-	ErrOutcomeUnknown = errors.New("outcome unknown: the change may or may not have been applied")
+	ErrNotLeader      = api.ErrNotLeader
+	ErrNoQuorum       = api.ErrNoQuorum
+	ErrOutcomeUnknown = api.ErrOutcomeUnknown
 )
 
 // Timing holds Raft's clocks. LAN defaults give a failover of about 1-2 s.

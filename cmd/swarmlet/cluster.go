@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node/client"
 )
 
 func newInfoCmd() *cobra.Command {
@@ -116,7 +117,7 @@ func newLeaveCmd() *cobra.Command {
 }
 
 func newNodeCmd() *cobra.Command {
-	c := &cobra.Command{Use: "node", Short: "Manage nodes"}
+	c := newGroup("node", "Manage nodes")
 	c.AddCommand(newNodeLs(), newNodeInspect(), newNodeUpdate(), newNodeRole("promote", api.RoleManager), newNodeRole("demote", api.RoleWorker), newNodeRm())
 	return c
 }
@@ -132,11 +133,6 @@ type nodeRow struct {
 	Leader       bool              `json:"leader"`
 	Engine       string            `json:"engine"`
 	Labels       map[string]string `json:"labels,omitempty"`
-}
-
-type nodeView struct {
-	api.Node
-	Leader bool `json:"leader"`
 }
 
 func newNodeLs() *cobra.Command {
@@ -162,8 +158,8 @@ func newNodeLs() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			var nodes []nodeView
-			if _, err := cl.Do(ctx, "GET", "/v1/nodes", nil, &nodes); err != nil {
+			nodes, _, err := cl.Nodes(ctx)
+			if err != nil {
 				return err
 			}
 			rows := make([]nodeRow, 0, len(nodes))
@@ -179,7 +175,7 @@ func newNodeLs() *cobra.Command {
 }
 
 func newNodeInspect() *cobra.Command {
-	return newInspect[nodeView]("inspect NODE...", "Show nodes in full", "/v1/nodes/")
+	return newInspect("inspect NODE...", "Show nodes in full", (*client.Client).Node)
 }
 
 func newNodeUpdate() *cobra.Command {

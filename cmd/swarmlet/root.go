@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -42,6 +42,24 @@ func newRoot() *cobra.Command {
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newVersionCmd())
 	return root
+}
+
+// newGroup is a command that only holds subcommands. Cobra would print help and
+// exit 0 for an unknown subcommand under it (`swarmlet service updat web`): a
+// script would think it worked. Like the docker CLI, it fails instead.
+func newGroup(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q (see '%s --help')", args[0], c.CommandPath(), c.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			return fmt.Errorf("%q needs a subcommand (see '%s --help')", c.CommandPath(), c.CommandPath())
+		},
+	}
 }
 
 func newVersionCmd() *cobra.Command {
@@ -108,7 +126,7 @@ func retryRefused[T any](ctx context.Context, f func(context.Context) (T, error)
 	deadline := time.Now().Add(6 * time.Second)
 	for {
 		v, err := f(ctx)
-		if err == nil || !client.IsKind(err, api.ErrKindRefused) || time.Now().After(deadline) {
+		if err == nil || !errors.Is(err, api.ErrNotLeader) || time.Now().After(deadline) {
 			return v, err
 		}
 		select {
@@ -135,7 +153,7 @@ func checkFormat(f string) error {
 }
 
 // newInspect prints the full JSON of each named object, as docker's inspect does.
-func newInspect[T any](use, short, path string) *cobra.Command {
+func newInspect[T any](use, short string, get func(*client.Client, context.Context, string) (T, error)) *cobra.Command {
 	return &cobra.Command{
 		Use: use, Short: short, Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -146,8 +164,8 @@ func newInspect[T any](use, short, path string) *cobra.Command {
 			defer cancel()
 			out := make([]T, 0, len(args))
 			for _, a := range args {
-				var v T
-				if _, err := cl.Do(ctx, "GET", path+url.PathEscape(a), nil, &v); err != nil {
+				v, err := get(cl, ctx, a)
+				if err != nil {
 					return err
 				}
 				out = append(out, v)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,16 +18,9 @@ import (
 )
 
 func newServiceCmd() *cobra.Command {
-	c := &cobra.Command{Use: "service", Short: "Manage services"}
+	c := newGroup("service", "Manage services")
 	c.AddCommand(newServiceCreate(), newServiceLs(), newServicePs(), newServiceInspect(), newServiceScale(), newServiceRm(), newServiceLogs())
 	return c
-}
-
-// serviceView mirrors the API's service answer (service plus live counts).
-type serviceView struct {
-	api.Service
-	Running int    `json:"running"`
-	Desired uint64 `json:"desired"`
 }
 
 func parseBytes(s string) (int64, error) {
@@ -217,7 +211,7 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 			if ctx.Err() != nil {
 				return fmt.Errorf("%s did not converge in time: %w", name, ctx.Err())
 			}
-			if client.IsKind(err, api.ErrKindNotFound) {
+			if errors.Is(err, api.ErrNotFound) {
 				return err
 			}
 			time.Sleep(200 * time.Millisecond) // a leader change: retry the read
@@ -225,8 +219,8 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 			continue
 		}
 		index = idx
-		var svc serviceView
-		if _, err := cl.Do(ctx, "GET", "/v1/services/"+name, nil, &svc); err != nil {
+		svc, err := cl.Service(ctx, name)
+		if err != nil {
 			return err
 		}
 		cur := currentTasks(tasks)
@@ -371,8 +365,8 @@ func newServiceLs() *cobra.Command {
 				return err
 			}
 			defer cancel()
-			var svcs []serviceView
-			if _, err := cl.Do(ctx, "GET", "/v1/services", nil, &svcs); err != nil {
+			svcs, _, err := cl.Services(ctx)
+			if err != nil {
 				return err
 			}
 			rows := make([]serviceRow, 0, len(svcs))
@@ -459,7 +453,7 @@ func newServicePs() *cobra.Command {
 }
 
 func newServiceInspect() *cobra.Command {
-	return newInspect[serviceView]("inspect SERVICE...", "Show services in full", "/v1/services/")
+	return newInspect("inspect SERVICE...", "Show services in full", (*client.Client).Service)
 }
 
 func newServiceScale() *cobra.Command {

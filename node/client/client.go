@@ -31,20 +31,19 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
-// IsKind reports whether err is an API error of that kind.
-func IsKind(err error, kind string) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Kind == kind
-}
+// Unwrap is the api sentinel of the error's kind, so errors.Is(err, api.ErrNotFound)
+// works on an error that crossed the wire as on the server's own.
+func (e *Error) Unwrap() error { return api.SentinelOf(e.Kind) }
 
 // ErrUnreachable wraps failures to reach the daemon at all: nothing was sent.
 var ErrUnreachable = errors.New("cannot reach the swarmlet daemon")
 
 // Client talks to one node's API.
 type Client struct {
-	base string // http://host or http://unix
-	hc   *http.Client
-	host string
+	base   string // http://host or http://unix
+	hc     *http.Client
+	host   string
+	nodeID string
 }
 
 // Options tune a client.
@@ -53,7 +52,14 @@ type Options struct {
 	// every connection of a node leaves from its advertise address).
 	LocalAddr string
 	Timeout   time.Duration // per request, default 30 s (blocking queries add their wait)
+	// NodeID, if set, names the node this client speaks for (node-to-node calls).
+	NodeID string
 }
+
+// NodeHeader carries the calling node's ID on node-to-node requests. The server
+// reads it in one place (httpapi's caller); mutual TLS will take it from the
+// caller's certificate instead.
+const NodeHeader = "X-Swarmlet-Node"
 
 // Dialer dials node-to-node TCP connections: from local (the advertise address, if
 // given), with keepalives and a TCP user timeout of a few seconds, so a connection
@@ -88,7 +94,7 @@ func New(host string, opt Options) (*Client, error) {
 	}
 	d := Dialer(opt.LocalAddr, 3*time.Second)
 	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
-	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host}
+	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host, nodeID: opt.NodeID}
 	switch {
 	case strings.HasPrefix(host, "unix://"):
 		path := strings.TrimPrefix(host, "unix://")
@@ -129,6 +135,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.nodeID != "" {
+		req.Header.Set(NodeHeader, c.nodeID)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -190,14 +199,14 @@ func (c *Client) Join(ctx context.Context, req api.JoinRequest) (api.JoinRespons
 	return out, err
 }
 
-func (c *Client) Nodes(ctx context.Context) ([]api.Node, uint64, error) {
-	var out []api.Node
+func (c *Client) Nodes(ctx context.Context) ([]api.NodeInfo, uint64, error) {
+	var out []api.NodeInfo
 	idx, err := c.Do(ctx, http.MethodGet, "/v1/nodes", nil, &out)
 	return out, idx, err
 }
 
-func (c *Client) Node(ctx context.Context, id string) (api.Node, error) {
-	var out api.Node
+func (c *Client) Node(ctx context.Context, id string) (api.NodeInfo, error) {
+	var out api.NodeInfo
 	_, err := c.Do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, &out)
 	return out, err
 }
@@ -225,19 +234,20 @@ func (c *Client) RotateToken(ctx context.Context, role api.NodeRole) (api.JoinTo
 	return out, err
 }
 
+// Leave asks the node this client talks to to leave the cluster.
 func (c *Client) Leave(ctx context.Context, force bool) error {
 	_, err := c.Do(ctx, http.MethodPost, "/v1/leave?force="+strconv.FormatBool(force), nil, nil)
 	return err
 }
 
-func (c *Client) Services(ctx context.Context) ([]api.Service, uint64, error) {
-	var out []api.Service
+func (c *Client) Services(ctx context.Context) ([]api.ServiceInfo, uint64, error) {
+	var out []api.ServiceInfo
 	idx, err := c.Do(ctx, http.MethodGet, "/v1/services", nil, &out)
 	return out, idx, err
 }
 
-func (c *Client) Service(ctx context.Context, name string) (api.Service, error) {
-	var out api.Service
+func (c *Client) Service(ctx context.Context, name string) (api.ServiceInfo, error) {
+	var out api.ServiceInfo
 	_, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
@@ -284,16 +294,28 @@ func (c *Client) DebugState(ctx context.Context) (api.DebugState, error) {
 	return out, err
 }
 
-// Assignments is a worker's session long-poll.
-func (c *Client) Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error) {
+// Assignments is the calling node's session long-poll.
+func (c *Client) Assignments(ctx context.Context, index uint64, wait time.Duration) (api.Assignments, error) {
 	var out api.Assignments
-	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?node="+url.QueryEscape(nodeID)+"&"+Blocking(index, wait), nil, &out)
+	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?"+Blocking(index, wait), nil, &out)
 	return out, err
 }
 
-// ReportStatus sends a batch of task status changes.
-func (c *Client) ReportStatus(ctx context.Context, rep api.StatusReport) error {
-	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/status", rep, nil)
+// ReportStatus sends a batch of status changes of the calling node's tasks.
+func (c *Client) ReportStatus(ctx context.Context, ops []api.TaskOp) error {
+	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/status", api.StatusReport{Ops: ops}, nil)
+	return err
+}
+
+// Register refreshes the calling node's own record.
+func (c *Client) Register(ctx context.Context, n api.Node) error {
+	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/register", api.RegisterRequest{Node: n}, nil)
+	return err
+}
+
+// Depart removes the calling node from the cluster (the last step of its leave).
+func (c *Client) Depart(ctx context.Context) error {
+	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/depart", nil, nil)
 	return err
 }
 

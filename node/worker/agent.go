@@ -345,7 +345,7 @@ func (a *Agent) reporter(ctx context.Context) {
 		}
 		gap.Stop()
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := a.cfg.Manager.ReportStatus(rctx, api.StatusReport{NodeID: a.cfg.NodeID, Ops: pending})
+		err := a.cfg.Manager.ReportStatus(rctx, api.StatusReport{Ops: pending})
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

@@ -1,0 +1,126 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/dispatcher"
+	"github.com/swarmlet/swarmlet/raftstore"
+)
+
+// The worker side of the API: each node calls these for itself only; whose
+// session, tasks or record it is comes from caller(r), never from the request.
+
+func (s *Server) dispatcher(w http.ResponseWriter) *dispatcher.Dispatcher {
+	d := s.cfg.Node.Dispatcher()
+	if d == nil {
+		writeError(w, fmt.Errorf("sessions are served by the leader: %w", api.ErrNotLeader))
+	}
+	return d
+}
+
+func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {
+	nodeID, err := caller(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	d := s.dispatcher(w)
+	if d == nil {
+		return
+	}
+	index, wait := blockingWait(r)
+	as, err := d.Assignments(r.Context(), nodeID, index, wait)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, as.Index, as)
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {
+	nodeID, err := caller(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var rep api.StatusReport
+	if err := decodeBody(r, &rep); err != nil {
+		writeError(w, err)
+		return
+	}
+	d := s.dispatcher(w)
+	if d == nil {
+		return
+	}
+	if err := d.ReportStatus(r.Context(), nodeID, rep.Ops); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 0, struct{}{})
+}
+
+// handleRegister refreshes the caller's own record after a restart: what it may
+// change is its address, ports, engine and resources, never its role, status or
+// availability (the cluster owns those).
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	nodeID, err := caller(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req api.RegisterRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Node.ID != nodeID {
+		writeError(w, fmt.Errorf("node %s may register only itself, not %q: %w", nodeID, req.Node.ID, api.ErrForbidden))
+		return
+	}
+	cur := st.Snapshot().Node(nodeID)
+	if cur == nil {
+		writeError(w, fmt.Errorf("node %s is not part of the cluster (removed?): %w", nodeID, api.ErrNotFound))
+		return
+	}
+	n := *cur
+	n.Hostname, n.Addr, n.Engine, n.Resources = req.Node.Hostname, req.Node.Addr, req.Node.Engine, req.Node.Resources
+	n.APIPort, n.RaftPort, n.GossipPort, n.DNSPort = req.Node.APIPort, req.Node.RaftPort, req.Node.GossipPort, req.Node.DNSPort
+	if n.Addr == "" || n.APIPort == 0 {
+		writeError(w, badRequest("registration lacks an address or API port"))
+		return
+	}
+	if _, err := apply(r, st, &raftstore.NodeUpsert{Node: n, Refresh: true}); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, st.State().Index(), struct{}{})
+}
+
+// handleDepart removes the caller from the cluster: the last step of its leave.
+func (s *Server) handleDepart(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	nodeID, err := caller(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if st.Snapshot().Node(nodeID) == nil {
+		writeJSON(w, st.State().Index(), struct{}{}) // already gone
+		return
+	}
+	if _, err := apply(r, st, &raftstore.NodeRemove{NodeID: nodeID, Force: true}); err != nil {
+		writeError(w, err)
+		return
+	}
+	// A departing manager's voter goes with the leader's next member
+	// reconciliation, like any other removed manager's.
+	s.cfg.Node.MembersChanged()
+	writeJSON(w, st.State().Index(), struct{}{})
+}
+
+func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	snap := blockingSnapshot(r, st)
+	writeJSON(w, snap.Index(), dispatcher.Endpoints(snap))
+}
+
