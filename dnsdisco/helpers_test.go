@@ -11,30 +11,10 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/swarmlet/swarmlet/internal/testlog"
 )
 
-// testWriter sends slog output to t.Log until the test ends; serve loops may
-// log a little after that, which t.Log would turn into a panic.
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }
 
 // startServer starts a server on a random loopback port and closes it when
 // the test ends.

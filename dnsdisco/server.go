@@ -75,7 +75,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg:       cfg,
-		log:       log.With("component", "dnsdisco"),
+		log:       log, // the caller owns the component key
 		upstreams: append([]string(nil), cfg.Upstreams...),
 		addr:      cfg.Addr,
 	}

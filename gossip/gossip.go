@@ -246,7 +246,7 @@ func Start(cfg Config) (*Gossip, error) {
 		}
 	}
 
-	logger := cfg.Logger.With("component", "gossip")
+	logger := cfg.Logger // the caller owns the component key
 	stdLogger := newStdLogger(logger)
 	tr, err := newTransport(ip, cfg.BindPort, stdLogger)
 	if err != nil {

@@ -6,43 +6,20 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/swarmlet/swarmlet/internal/testlog"
 )
 
 // tLogWriter sends logs to t.Log and drops them once the test is over:
 // memberlist goroutines can still log a moment after Shutdown, and t.Log
 // after the test has finished panics.
-type tLogWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // testLogger logs at info, or at debug (memberlist's own chatter included)
-// with GOSSIP_DEBUG=1.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tLogWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	level := slog.LevelInfo
-	if os.Getenv("GOSSIP_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
+// with TESTLOG_LEVEL=debug.
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t, slog.LevelInfo) }
 
 // start starts a member on ip (port 0 unless cfg says otherwise) and shuts it
 // down when the test ends.

@@ -96,9 +96,9 @@ func New(kind string, cfg Config) (Balancer, error) {
 	}
 	if kind == "" || kind == KindAuto {
 		kind = detect(cfg)
-		cfg.Logger.Info("load balancer chosen", "component", "lb", "kind", kind)
+		cfg.Logger.Info("load balancer chosen", "kind", kind)
 	}
-	cfg.Logger = cfg.Logger.With("component", "lb", "lb", kind)
+	cfg.Logger = cfg.Logger.With("lb", kind) // the caller owns the component key
 	switch kind {
 	case KindIPVS:
 		return newIPVS(cfg)

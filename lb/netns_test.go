@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmlet/swarmlet/internal/testlog"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -224,13 +225,4 @@ func spread(n int, dial func() (string, error)) (map[string]int, error) {
 	return got, nil
 }
 
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+func testLogger(t testing.TB) *slog.Logger { return testlog.New(t) }

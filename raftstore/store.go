@@ -103,7 +103,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	rc.MaxAppendEntries = 256
 	rc.BatchApplyCh = true
-	rc.Logger = newHCLogger(logger.With("component", "raft"))
+	rc.Logger = newHCLogger(logger.With("subsystem", "raft"))
 
 	s := &Store{state: NewState(), log: logger, id: cfg.NodeID}
 	var (

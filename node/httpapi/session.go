@@ -123,4 +123,3 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request, st *raf
 	snap := blockingSnapshot(r, st)
 	writeJSON(w, snap.Index(), dispatcher.Endpoints(snap))
 }
-

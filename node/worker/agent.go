@@ -62,7 +62,7 @@ func New(cfg Config) *Agent {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With("component", "worker"),
+	return &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
 		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]api.TaskState{},
 		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/internal/testlog"
 	"github.com/swarmlet/swarmlet/node/engine"
 )
 
@@ -163,30 +164,13 @@ func requireDocker(t *testing.T) {
 	}
 }
 
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // newEngine returns an engine for a node of its own, whose containers are removed
 // when the test ends.
 func newEngine(t *testing.T, node string) *Engine {
 	t.Helper()
 	requireDocker(t)
-	w := &testWriter{t: t}
 	nodeID := node + "-" + runID
-	e, err := New(engine.Config{NodeID: nodeID, NodeAddr: "127.0.0.1", DataDir: t.TempDir()},
-		slog.New(slog.NewTextHandler(w, nil)))
+	e, err := New(engine.Config{NodeID: nodeID, NodeAddr: "127.0.0.1", DataDir: t.TempDir()}, testlog.New(t, slog.LevelInfo))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,9 +178,6 @@ func newEngine(t *testing.T, node string) *Engine {
 	t.Cleanup(func() {
 		sweep(testCLI, nodeID)
 		e.Close()
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
 	})
 	return e
 }

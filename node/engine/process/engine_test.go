@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/internal/testlog"
 	"github.com/swarmlet/swarmlet/node/engine"
 )
 
@@ -70,26 +71,7 @@ func runTestDaemon(dir string) {
 
 // testLogger sends engine logs to t.Log, and drops those that come after the test
 // ended (process waiters may log late).
-func testLogger(t *testing.T) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    *testing.T
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testlog.New(t) }
 
 func newEngine(t *testing.T, cfg engine.Config) *Engine {
 	t.Helper()
