@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strconv"
@@ -23,26 +24,31 @@ func newServiceCmd() *cobra.Command {
 	return c
 }
 
+// parseBytes reads a size as the docker CLI does (units.RAMInBytes): a number,
+// possibly with a fraction, and an optional binary unit b, k, m, g, t or p, which
+// may be followed by b or ib, in any case: 512m, 1.5g, 512MiB, 2GB.
 func parseBytes(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	mult := int64(1)
-	u := strings.ToLower(s)
-	for _, suf := range []struct {
-		s string
-		m int64
-	}{{"gb", 1 << 30}, {"g", 1 << 30}, {"mb", 1 << 20}, {"m", 1 << 20}, {"kb", 1 << 10}, {"k", 1 << 10}, {"b", 1}} {
-		if strings.HasSuffix(u, suf.s) {
-			mult, u = suf.m, strings.TrimSuffix(u, suf.s)
-			break
+	bad := fmt.Errorf("invalid size %q: use a number of bytes, optionally with a unit such as 512m, 1.5g or 512MiB", s)
+	u := strings.ToLower(strings.TrimSpace(s))
+	u = strings.TrimSuffix(u, "ib")
+	if len(u) > 1 && strings.HasSuffix(u, "b") && strings.ContainsAny(u[len(u)-2:len(u)-1], "kmgtp") {
+		u = strings.TrimSuffix(u, "b")
+	}
+	mult := 1.0
+	if n := len(u); n > 0 {
+		if i := strings.IndexByte("bkmgtp", u[n-1]); i >= 0 {
+			mult = math.Pow(1024, float64(i))
+			u = u[:n-1]
 		}
 	}
-	n, err := strconv.ParseInt(u, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("invalid size %q: use a number of bytes, optionally with k, m or g", s)
+	f, err := strconv.ParseFloat(u, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*mult > math.MaxInt64/2 {
+		return 0, bad
 	}
-	return n * mult, nil
+	return int64(f * mult), nil
 }
 
 func parseCPU(s string) (int64, error) {
