@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -329,7 +330,11 @@ func (o *Overlay) Sync(ctx context.Context, t Table) error {
 			o.log.Debug("peer shares this kernel; reached through its own bridge", "peer", p.id, "underlay", p.underlay, "subnet", p.subnet)
 			continue
 		}
-		if owner, taken := st.foreignRoutes[p.subnet]; taken {
+		if i, taken := st.foreignRoutes[p.subnet]; taken {
+			owner := strconv.Itoa(i)
+			if l, err := o.h.LinkByIndex(i); err == nil {
+				owner = l.Attrs().Name
+			}
 			errs = append(errs, fmt.Errorf("peer %s: a route to %v on device %s already exists; not replacing it (is another network using the container pool?)", p.id, p.subnet, owner))
 			continue
 		}
@@ -351,12 +356,12 @@ type state struct {
 	fdb           map[string]netip.Addr          // MAC -> destination
 	neigh         map[netip.Addr]netlink.Neigh   // permanent neighbours
 	routes        map[netip.Prefix]netlink.Route // our routes on our device
-	foreignRoutes map[netip.Prefix]string        // main-table routes on other devices -> device name
+	foreignRoutes map[netip.Prefix]int           // main-table routes on other devices -> device index
 }
 
 func (o *Overlay) readState(link netlink.Link) (*state, error) {
 	idx := link.Attrs().Index
-	st := &state{fdb: map[string]netip.Addr{}, neigh: map[netip.Addr]netlink.Neigh{}, routes: map[netip.Prefix]netlink.Route{}, foreignRoutes: map[netip.Prefix]string{}}
+	st := &state{fdb: map[string]netip.Addr{}, neigh: map[netip.Addr]netlink.Neigh{}, routes: map[netip.Prefix]netlink.Route{}, foreignRoutes: map[netip.Prefix]int{}}
 	fdb, err := o.h.NeighList(idx, unix.AF_BRIDGE)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: list FDB of %s: %w", o.cfg.Device, err)
@@ -395,11 +400,7 @@ func (o *Overlay) readState(link netlink.Link) (*state, error) {
 		case r.LinkIndex == idx && r.Protocol == RouteProtocol:
 			st.routes[dst] = r
 		case r.LinkIndex != idx:
-			name := fmt.Sprint(r.LinkIndex)
-			if l, err := o.h.LinkByIndex(r.LinkIndex); err == nil {
-				name = l.Attrs().Name
-			}
-			st.foreignRoutes[dst] = name
+			st.foreignRoutes[dst] = r.LinkIndex
 		}
 	}
 	return st, nil

@@ -395,8 +395,11 @@ func TestOverlayConfig(t *testing.T) {
 			}
 		})
 	}
-	// The underlay address must be this host's: it is the source of every
-	// encapsulated packet and what the MTU is derived from.
+}
+
+// The underlay address must be this host's: it is the source of every
+// encapsulated packet and what the MTU is derived from.
+func TestOverlayForeignUnderlay(t *testing.T) {
 	ns := newTestNS(t)
 	_, err := New(Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24"), NetNSFd: ns.fd()})
 	if err == nil || !strings.Contains(err.Error(), "on no device") {
