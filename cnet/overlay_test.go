@@ -320,7 +320,15 @@ func TestOverlayBadPeers(t *testing.T) {
 		{ID: "overlaps-n2", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: pfx("10.42.2.128/25")},
 		{ID: "same-mac", UnderlayIP: netip.MustParseAddr("198.18.61.8"), Subnet: pfx("10.42.8.0/24"), VTEPMAC: MACFor(p2.Subnet)},
 	}
-	err := o.Sync(context.Background(), Table{Peers: append([]Peer{p2}, bad...)})
+	// A subnet something else already routes here is not taken from it.
+	nl := h1.ns.netlink(t)
+	u, err := nl.LinkByName("swlcn-u0")
+	must(t, "underlay", err)
+	other := netlink.Route{LinkIndex: u.Attrs().Index, Dst: ipnet(pfx("10.42.7.0/24"), netip.MustParseAddr("10.42.7.0")), Scope: netlink.SCOPE_LINK}
+	must(t, "other route", nl.RouteAdd(&other))
+	bad = append(bad, Peer{ID: "routed-elsewhere", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: pfx("10.42.7.0/24")})
+
+	err = o.Sync(context.Background(), Table{Peers: append([]Peer{p2}, bad...)})
 	if err == nil {
 		t.Fatal("Sync accepted bad peers")
 	}
@@ -329,7 +337,15 @@ func TestOverlayBadPeers(t *testing.T) {
 			t.Errorf("error does not name peer %s: %v", p.ID, err)
 		}
 	}
+	if !strings.Contains(err.Error(), "on device swlcn-u0") {
+		t.Errorf("error does not name the device holding 10.42.7.0/24: %v", err)
+	}
 	checkState(t, h1, expect(p2))
+	rs, err := nl.RouteListFiltered(netlink.FAMILY_V4, &other, netlink.RT_FILTER_DST)
+	must(t, "routes", err)
+	if len(rs) != 1 || rs[0].LinkIndex != u.Attrs().Index {
+		t.Fatalf("the other route to 10.42.7.0/24 was touched: %v", rs)
+	}
 }
 
 // Nodes on one machine share one kernel (the one-machine demo). Their
