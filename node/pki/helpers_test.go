@@ -2,6 +2,7 @@ package pki
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -125,3 +126,20 @@ func listen(t testing.TB) net.Listener {
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
+
+type tlsCert = tls.Certificate
+
+// certs parses a tls.Certificate's chain as a handshake presents it.
+func certs(c *tls.Certificate) []*x509.Certificate {
+	out := []*x509.Certificate{}
+	for _, der := range c.Certificate {
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+type tlsX509 = x509.Certificate

@@ -54,8 +54,8 @@ func TestHandshake(t *testing.T) {
 	cases := []struct {
 		name           string
 		server, client *tls.Config
-		serverErr      error // sentinel the server's error wraps; nil: accepted
-		clientErr      error // sentinel the client's error wraps
+		serverErr      error  // sentinel the server's error wraps; nil: accepted
+		clientErr      error  // sentinel the client's error wraps
 		serverMsg      string // or: text the server's error holds (crypto/tls's own refusals)
 	}{
 		{name: "mutual TLS worker to manager",
