@@ -141,6 +141,7 @@ type sealingSink struct {
 	out     []byte
 	counter uint64
 	err     error
+	closed  bool
 }
 
 // Write buffers up to a frame. A full frame is sealed only when more data arrives, so
@@ -174,8 +175,13 @@ func (s *sealingSink) flush(final bool) error {
 	return nil
 }
 
-// Close seals the final frame and closes the wrapped sink.
+// Close seals the final frame and closes the wrapped sink. A second Close does
+// nothing, as with raft's own sinks: raft closes again after the FSM's Persist has.
 func (s *sealingSink) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
 	if s.err == nil {
 		s.err = s.flush(true)
 	}

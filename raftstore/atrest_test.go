@@ -222,6 +222,10 @@ func writeSnapshot(t testing.TB, s raft.SnapshotStore, index uint64, data []byte
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// raft closes the sink again after the FSM's Persist closed it.
+	if err := sink.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 	return sink.ID()
 }
 
