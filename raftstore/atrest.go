@@ -12,7 +12,8 @@ import (
 
 // Encryption at rest: every Raft log entry and snapshot is sealed with AES-256-GCM
 // under a data key (DEK) that lives in the data dir only wrapped by a key-encryption
-// key (keyfile.go). See DESIGN.md, "Encryption at rest".
+// key (atrest_keyfile.go). Why and what it guards against: node/pki/DESIGN.md,
+// "Encryption at rest".
 
 // Errors the daemon acts on or shows.
 var (
