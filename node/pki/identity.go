@@ -120,6 +120,21 @@ func (v *Verifier) Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (Id
 	return id, nil
 }
 
+// VerifyConnection is Verify as a tls.Config.VerifyConnection hook, for connections
+// whose config is built elsewhere (a library's transport): usage is ClientAuth on the
+// accepting side and ServerAuth on the dialing side; roles, if any, are the only ones
+// admitted. The config must leave the stock verification off (InsecureSkipVerify on a
+// client, RequireAnyClientCert on a server): this replaces it.
+func (v *Verifier) VerifyConnection(usage x509.ExtKeyUsage, roles ...api.NodeRole) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		id, err := v.Verify(cs.PeerCertificates, usage)
+		if err != nil {
+			return err
+		}
+		return requireRole(id, roles)
+	}
+}
+
 func requireRole(id Identity, roles []api.NodeRole) error {
 	if len(roles) == 0 {
 		return nil

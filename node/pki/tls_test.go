@@ -3,6 +3,7 @@ package pki
 import (
 	"bufio"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -141,6 +142,29 @@ func TestHandshake(t *testing.T) {
 				t.Errorf("client error %v, want %v", r.clientErr, tc.clientErr)
 			}
 		})
+	}
+}
+
+// TestVerifyConnectionHook: the hook on a config built by hand behaves as ServerConfig.
+func TestVerifyConnectionHook(t *testing.T) {
+	ca := mustCA(t, "cluster1")
+	v := NewVerifier("cluster1", ca.Bundle(), nil)
+	mgr := node(t, ca, "mgr1", api.RoleManager)
+	server := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{*mgr},
+		ClientAuth: tls.RequireAnyClientCert, VerifyConnection: v.VerifyConnection(x509.ExtKeyUsageClientAuth, api.RoleManager)}
+	for _, tc := range []struct {
+		name string
+		cert *tls.Certificate
+		want error
+	}{
+		{"manager", node(t, ca, "mgr2", api.RoleManager), nil},
+		{"worker", node(t, ca, "wrk1", api.RoleWorker), ErrWrongRole},
+		{"other CA", node(t, mustCA(t, "cluster1"), "mgr2", api.RoleManager), ErrUntrusted},
+	} {
+		r := handshake(t, server, ClientConfig(NewCertHolder(tc.cert), v, ClientOptions{}))
+		if tc.want == nil && !r.ok() || tc.want != nil && !errors.Is(r.serverErr, tc.want) {
+			t.Errorf("%s: server %v, client %v; want %v", tc.name, r.serverErr, r.clientErr, tc.want)
+		}
 	}
 }
 
