@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -200,6 +201,27 @@ func TestBed(t *testing.T) {
 				t.Errorf("%s: %s (pid %d) still running", h.Name, d.name, d.cmd.Process.Pid)
 			}
 		}
+	}
+}
+
+// TestBedStartFails: a bring-up that fails (here: engines not ready before
+// the deadline) removes what it made.
+func TestBedStartFails(t *testing.T) {
+	requireBed(t)
+	_, err := New(t.Context(), Options{Hosts: 2, StartTimeout: time.Millisecond, Log: testLog(t)})
+	if err == nil {
+		t.Fatal("a bed came up within 1 ms: the deadline was not applied")
+	}
+	t.Log(err)
+	m := regexp.MustCompile(`^bed ([0-9a-f]{6}): `).FindStringSubmatch(err.Error())
+	if m == nil {
+		t.Fatalf("the error does not name the bed: %v", err)
+	}
+	if !strings.Contains(err.Error(), "not ready") {
+		t.Fatalf("the error does not say the engine was not ready: %v", err)
+	}
+	if left := Leftovers(m[1]); len(left) > 0 {
+		t.Fatalf("a failed bring-up left behind:\n%s", strings.Join(left, "\n"))
 	}
 }
 
