@@ -2,6 +2,7 @@ package bed
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -52,11 +56,24 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 `, filepath.Join(h.Dir, "data", "containerd"), filepath.Join(h.Dir, "exec", "containerd"),
 		ctrSock, ctrSock+".ttrpc", filepath.Join(h.Dir, "data", "opt"))
 	// The machine's /etc/docker/daemon.json would clash with our flags
-	// (data-root, storage-driver), so each engine reads a file of its own. The
-	// key file decides the engine ID; by default it is /etc/docker/key.json,
-	// which would give every host the machine's ID.
-	dockerConf := fmt.Sprintf("{\"deprecated-key-path\": %q}\n", filepath.Join(h.Dir, "key.json"))
-	for name, body := range map[string]string{"containerd.toml": ctrConf, "daemon.json": dockerConf} {
+	// (data-root, storage-driver), so each engine reads a file of its own.
+	//
+	// The engine ID must differ per host. Up to Docker 22 it is derived from a
+	// key file, by default the machine's /etc/docker/key.json;
+	// deprecated-key-path gives each engine its own. From 23 on the key is
+	// gone and the ID is a UUID in DATA_ROOT/engine-id, which may be migrated
+	// from that same key file when missing: so we write one (20.10 ignores it).
+	// Only 20.10 is tried here (Debian 12's).
+	dockerConf := "{}\n"
+	if dockerdMajor() < 23 {
+		dockerConf = fmt.Sprintf("{\"deprecated-key-path\": %q}\n", filepath.Join(h.Dir, "key.json"))
+	}
+	files := map[string]string{
+		"containerd.toml": ctrConf,
+		"daemon.json":     dockerConf,
+		"data/engine-id":  newUUID(),
+	}
+	for name, body := range files {
 		if err := os.WriteFile(filepath.Join(h.Dir, name), []byte(body), 0o600); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
@@ -108,6 +125,30 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 }
 
 func (h *Host) cgroup() string { return h.NS }
+
+// dockerdMajor is the installed dockerd's major version (0 if unknown, which
+// is treated as old: 20.10 is what Debian 12 ships).
+var dockerdMajor = sync.OnceValue(func() int {
+	out, err := exec.Command("dockerd", "--version").Output()
+	if err != nil {
+		return 0
+	}
+	// "Docker version 20.10.24+dfsg1, build 5d6db84"
+	m := regexp.MustCompile(`version (\d+)\.`).FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+})
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
 
 func (h *Host) startDaemon(name string, args ...string) (*daemon, error) {
 	logPath := filepath.Join(h.Dir, name+".log")
