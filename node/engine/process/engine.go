@@ -137,6 +137,7 @@ func (e *Engine) adopt() error {
 		}
 		e.tasks[rec.TaskID] = tk
 	}
+	e.reapUnrecorded()
 	return nil
 }
 
@@ -215,6 +216,11 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	// go too) and no controlling terminal, so a ^C or hang-up aimed at the daemon
 	// does not reach it. No Pdeathsig, on purpose.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := e.writeIntent(t.ID); err != nil {
+		logf.Close()
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
+	defer e.clearIntent(t.ID) // after the record is written, or after a failed start
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor
 	if err != nil {
