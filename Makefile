@@ -13,8 +13,7 @@ build:
 
 # Unit and integration tests (real processes on 127.0.0.x, Docker where it runs,
 # network namespaces for netfilter) plus the short scenario subset.
-test: build
-	$(GO) vet ./...
+test: build lint
 	$(GO) test -short -count=1 -timeout 25m ./...
 
 demo: build
