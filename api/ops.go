@@ -99,6 +99,17 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 			return nil, OpSkipped, nil // a report from a node the task is not assigned to
 		}
 		t := cur.Clone()
+		if op.Status.State >= TaskRunning && cur.Status.State < TaskRunning && op.Status.State != TaskOrphaned {
+			// When it first ran, from the report itself: how long a task ran (restart
+			// backoff, update monitoring) must survive later status changes.
+			t.StartedAt = op.Status.Timestamp
+			if t.StartedAt.IsZero() {
+				t.StartedAt = op.At
+			}
+			if op.Status.State > TaskRunning {
+				t.StartedAt = time.Time{} // it ended without ever being seen running
+			}
+		}
 		t.Status = op.Status
 		t.Status.Ports = slices.Clone(op.Status.Ports)
 		t.ModifyIndex = index
@@ -130,5 +141,21 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	c.Labels = maps.Clone(s.Labels)
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.RestartPolicy.Delay = clonePtr(s.RestartPolicy.Delay)
+	c.StopGracePeriod = clonePtr(s.StopGracePeriod)
+	c.Update, c.Rollback = clonePtr(s.Update), clonePtr(s.Rollback)
+	if s.Health != nil {
+		h := *s.Health
+		h.Test = slices.Clone(s.Health.Test)
+		c.Health = &h
+	}
 	return c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

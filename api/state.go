@@ -13,6 +13,9 @@ const (
 	TaskNew TaskState = iota
 	TaskPending
 	TaskAssigned
+	// TaskReady is a desired state only: the task waits (for a restart delay, or for
+	// the old task of its slot to stop) before it is placed and started.
+	TaskReady
 	TaskStarting
 	TaskRunning
 	TaskComplete
@@ -22,7 +25,7 @@ const (
 	TaskOrphaned
 )
 
-var taskStateNames = [...]string{"new", "pending", "assigned", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
+var taskStateNames = [...]string{"new", "pending", "assigned", "ready", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
 
 func (s TaskState) String() string {
 	if s < 0 || int(s) >= len(taskStateNames) {

@@ -100,9 +100,12 @@ const (
 
 // RestartPolicy bounds how hard the orchestrator tries to keep a slot running.
 // MaxAttempts 0 means unlimited; attempts are counted within Window (0: forever).
+// Delay, when given, is a fixed wait before each restart; nil means a backoff that
+// replaces a first crash at once and waits longer after each quick crash in a row
+// (dispatcher.RestartBackoff).
 type RestartPolicy struct {
 	Condition   RestartCondition `json:"condition"`
-	Delay       time.Duration    `json:"delay"`
+	Delay       *time.Duration   `json:"delay,omitempty"`
 	MaxAttempts uint64           `json:"max_attempts,omitempty"`
 	Window      time.Duration    `json:"window,omitempty"`
 }
@@ -122,6 +125,19 @@ type ServiceSpec struct {
 	Limits        Resources         `json:"limits"`
 	Reservations  Resources         `json:"reservations"`
 	RestartPolicy RestartPolicy     `json:"restart_policy"`
+	// Health is the task's health check; nil keeps the image's own (Docker).
+	Health *HealthCheck `json:"health,omitempty"`
+	// StopGracePeriod is the wait between the stop signal and a kill (Normalize: 10 s).
+	StopGracePeriod *time.Duration `json:"stop_grace_period,omitempty"`
+	// StopSignal is sent first when a task is stopped ("" means SIGTERM).
+	StopSignal string `json:"stop_signal,omitempty"`
+	// Update and Rollback say how a spec change rolls out, and how a rollback does
+	// (Normalize fills Docker's defaults).
+	Update   *UpdateConfig `json:"update_config,omitempty"`
+	Rollback *UpdateConfig `json:"rollback_config,omitempty"`
+	// ForceUpdate changes only to redeploy every task with no other change
+	// (service update --force), as Docker's TaskTemplate.ForceUpdate.
+	ForceUpdate uint64 `json:"force_update,omitempty"`
 }
 
 // Service is a spec plus what the cluster decided about it.
@@ -135,8 +151,12 @@ type Service struct {
 	Ports       []PortConfig `json:"ports,omitempty"` // spec ports with published ports resolved
 	CreatedAt   time.Time    `json:"created_at"`
 	UpdatedAt   time.Time    `json:"updated_at"`
-	CreateIndex uint64       `json:"create_index"`
-	ModifyIndex uint64       `json:"modify_index"`
+	// PreviousSpec is the spec before the last update, what a rollback returns to.
+	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
+	// UpdateStatus is the rolling update's state (nil: the service never changed).
+	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+	CreateIndex  uint64        `json:"create_index"`
+	ModifyIndex  uint64        `json:"modify_index"`
 }
 
 // PortBinding is where one target port of a task is reachable on its node.
@@ -156,6 +176,8 @@ type TaskStatus struct {
 	ContainerID string        `json:"container_id,omitempty"` // container ID or PID
 	Addr        string        `json:"addr,omitempty"`         // address the task answers on
 	Ports       []PortBinding `json:"ports,omitempty"`
+	// Health is what the task's health check last said ("" when it has none).
+	Health Health `json:"health,omitempty"`
 }
 
 // Task is one attempt at running one slot of a service.
@@ -172,11 +194,20 @@ type Task struct {
 	DesiredState TaskState   `json:"desired_state"`
 	Status       TaskStatus  `json:"status"`
 	// PendingReason says why the scheduler could not place the task.
-	PendingReason string    `json:"pending_reason,omitempty"`
-	Attempt       uint64    `json:"attempt"` // restarts of this slot before this task
-	CreatedAt     time.Time `json:"created_at"`
-	CreateIndex   uint64    `json:"create_index"`
-	ModifyIndex   uint64    `json:"modify_index"`
+	PendingReason string `json:"pending_reason,omitempty"`
+	Attempt       uint64 `json:"attempt"` // restarts of this slot before this task
+	// CrashLoop counts the slot's quick exits in a row before this task: the restart
+	// backoff grows with it.
+	CrashLoop uint64 `json:"crash_loop,omitempty"`
+	// RestartAt: a task held with desired state ready (a restart delay) is started
+	// no earlier than this.
+	RestartAt time.Time `json:"restart_at,omitzero"`
+	// StartedAt is when the worker first reported the task running (set by the FSM
+	// from that report), so how long it ran survives later status changes.
+	StartedAt   time.Time `json:"started_at,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
 }
 
 // Endpoint is one running task as discovery and load balancing see it.

@@ -105,6 +105,7 @@ func (s *ServiceSpec) Normalize() {
 	if s.RestartPolicy.Condition == "" {
 		s.RestartPolicy.Condition = RestartAny
 	}
+	s.normalizeDeploy()
 	for i := range s.Ports {
 		if s.Ports[i].Protocol == "" {
 			s.Ports[i].Protocol = "tcp"
@@ -186,7 +187,7 @@ func (s *ServiceSpec) Validate() error {
 	default:
 		return fmt.Errorf("invalid restart condition %q: use any, on-failure or none", s.RestartPolicy.Condition)
 	}
-	return nil
+	return s.validateDeploy()
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)

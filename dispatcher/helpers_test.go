@@ -113,3 +113,5 @@ func applyToList(tasks []*api.Task, ops []api.TaskOp) []*api.Task {
 	applyOps(m, ops, 100)
 	return sortedTasks(m)
 }
+
+func dur(d time.Duration) *time.Duration { return &d }

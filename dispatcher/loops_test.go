@@ -79,7 +79,7 @@ func TestRunLoopsConverge(t *testing.T) {
 	}
 	startLoops(t, store)
 
-	svc := mkService("web", 5, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: 150 * time.Millisecond}))
+	svc := mkService("web", 5, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: dur(150 * time.Millisecond)}))
 	store.putService(svc)
 	converged := func(avoid ...string) func() bool {
 		return func() bool {

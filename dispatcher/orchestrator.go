@@ -273,7 +273,7 @@ func (r *reconciler) restart(cur *api.Task, history []*api.Task, slot uint64, no
 			return
 		}
 	}
-	if at := cur.Status.Timestamp.Add(pol.Delay); r.now.Before(at) {
+	if at := cur.Status.Timestamp.Add(restartDelay(pol)); r.now.Before(at) {
 		r.wake(at)
 		return
 	}
@@ -424,4 +424,11 @@ func (r *reconciler) prune(ts []*api.Task, cur *api.Task) {
 			r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDelete, TaskID: t.ID, At: r.now})
 		}
 	}
+}
+
+func restartDelay(pol api.RestartPolicy) time.Duration {
+	if pol.Delay == nil {
+		return 0
+	}
+	return *pol.Delay
 }

@@ -56,13 +56,13 @@ func TestReconcile(t *testing.T) {
 			},
 			want: []string{"desired t3 shutdown", "desired t4 shutdown", "status t4 shutdown"}},
 		{name: "restart waits for the delay",
-			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: 10 * time.Second})), nodes: ready,
+			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: dur(10 * time.Second)})), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))}
 			},
 			now: at(5 * time.Second), next: at(10 * time.Second)},
 		{name: "restart after the delay, same slot, one more attempt",
-			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: 10 * time.Second})), nodes: ready,
+			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: dur(10 * time.Second)})), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))}
 			},
@@ -122,7 +122,7 @@ func TestReconcile(t *testing.T) {
 			now:  at(71 * time.Second),
 			want: []string{"desired t2 shutdown", "create n1 slot=1 attempt=3"}},
 		{name: "down node: orphaned and replaced at once, whatever the policy",
-			svc: web(2, restartPolicy(api.RestartPolicy{Condition: api.RestartNone, Delay: time.Hour})), nodes: []*api.Node{mkNode("1", down), mkNode("2")},
+			svc: web(2, restartPolicy(api.RestartPolicy{Condition: api.RestartNone, Delay: dur(time.Hour)})), nodes: []*api.Node{mkNode("1", down), mkNode("2")},
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskRunning, attempt(2)), mkTask("t2", s, 2, "9", api.TaskStarting)}
 			},

@@ -123,8 +123,12 @@ func newServiceCreate() *cobra.Command {
 			}
 			spec.RestartPolicy.Condition = api.RestartCondition(restart)
 			spec.RestartPolicy.MaxAttempts = maxAttempts
-			if spec.RestartPolicy.Delay, err = time.ParseDuration(restartWait); err != nil {
-				return fmt.Errorf("invalid --restart-delay %q: %v", restartWait, err)
+			if c.Flags().Changed("restart-delay") {
+				d, err := time.ParseDuration(restartWait)
+				if err != nil {
+					return fmt.Errorf("invalid --restart-delay %q: %v", restartWait, err)
+				}
+				spec.RestartPolicy.Delay = &d
 			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
@@ -162,7 +166,7 @@ func newServiceCreate() *cobra.Command {
 	f.StringVar(&resCPU, "reserve-cpu", "", "CPU reservation in cores")
 	f.StringVar(&resMem, "reserve-memory", "", "memory reservation in bytes (k, m, g suffixes)")
 	f.StringVar(&restart, "restart-condition", "any", "any, on-failure or none")
-	f.StringVar(&restartWait, "restart-delay", "5s", "wait before replacing a finished task (docker's default)")
+	f.StringVar(&restartWait, "restart-delay", "", "fixed wait before replacing a finished task (default: at once, then a backoff after quick crashes in a row)")
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	_ = c.MarkFlagRequired("name")
