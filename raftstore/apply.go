@@ -44,6 +44,10 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyTaskOps(txn, index, c)
 	case *TokenRotate:
 		res, err = applyTokenRotate(txn, index, c)
+	case *ServiceRollback:
+		res, err = applyServiceRollback(txn, index, c)
+	case *ServiceUpdateStatus:
+		res, err = applyServiceUpdateStatus(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -357,16 +361,52 @@ func applyServiceUpdate(txn *memdb.Txn, index uint64, c *ServiceUpdate) (any, er
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if spec.Name != old.Spec.Name {
-		return nil, fmt.Errorf("a service cannot be renamed: %w", ErrInvalid)
-	}
-	svc := *old
-	svc.Spec, svc.SpecVersion, svc.UpdatedAt, svc.ModifyIndex = spec, old.SpecVersion+1, c.At, index
-	if err := allocate(txn, getCluster(txn), old, &svc); err != nil {
+	// The old spec is kept for a rollback; an update starts if tasks must change.
+	svc, err := old.WithSpec(spec, c.At)
+	if err != nil {
 		return nil, err
 	}
-	putService(txn, &svc)
-	return &svc, nil
+	svc.ModifyIndex = index
+	if err := allocate(txn, getCluster(txn), old, svc); err != nil {
+		return nil, err
+	}
+	putService(txn, svc)
+	return svc, nil
+}
+
+func applyServiceRollback(txn *memdb.Txn, index uint64, c *ServiceRollback) (any, error) {
+	old := getService(txn, c.Name)
+	if old == nil {
+		return nil, fmt.Errorf("service %q: %w", c.Name, ErrNotFound)
+	}
+	if c.ExpectedVersion != 0 && c.ExpectedVersion != old.SpecVersion {
+		return nil, fmt.Errorf("service %q is at version %d, not %d: %w", c.Name, old.SpecVersion, c.ExpectedVersion, ErrVersionConflict)
+	}
+	svc, err := old.RolledBack(c.At, c.Message)
+	if err != nil {
+		return nil, err
+	}
+	svc.ModifyIndex = index
+	// The previous spec may publish ports another service took meanwhile.
+	if err := allocate(txn, getCluster(txn), old, svc); err != nil {
+		return nil, err
+	}
+	putService(txn, svc)
+	return svc, nil
+}
+
+func applyServiceUpdateStatus(txn *memdb.Txn, index uint64, c *ServiceUpdateStatus) (any, error) {
+	var old *api.Service
+	if raw, _ := txn.First(tableServices, "id", c.ServiceID); raw != nil {
+		old = raw.(*serviceRow).S
+	}
+	svc, err := api.ApplyUpdateOp(old, api.UpdateOp{Kind: api.UpdateOpStatus, ServiceID: c.ServiceID, SpecVersion: c.SpecVersion, Status: c.Status})
+	if err != nil {
+		return nil, err
+	}
+	svc.ModifyIndex = index
+	putService(txn, svc)
+	return svc, nil
 }
 
 func applyServiceScale(txn *memdb.Txn, index uint64, c *ServiceScale) (any, error) {

@@ -24,13 +24,16 @@ const (
 	MsgServiceRemove
 	MsgTaskOps
 	MsgTokenRotate
+	MsgServiceRollback
+	MsgServiceUpdateStatus
 )
 
 var msgNames = map[MsgType]string{
 	MsgClusterInit: "cluster-init", MsgNodeUpsert: "node-upsert", MsgNodeStatus: "node-status",
 	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
-	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate",
+	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
+	MsgServiceUpdateStatus: "service-update-status",
 }
 
 func (t MsgType) String() string {
@@ -100,6 +103,26 @@ type ServiceUpdate struct {
 	At              time.Time       `json:"at"`
 }
 
+// ServiceRollback returns a service to its previous spec, rolled out with its
+// rollback settings: by an operator (service rollback) or by the leader's update
+// loop when an update fails (Message says why). Refused when the service has no
+// previous spec, or is no longer at ExpectedVersion (0: any).
+type ServiceRollback struct {
+	Name            string    `json:"name"`
+	ExpectedVersion uint64    `json:"expected_version"`
+	Message         string    `json:"message,omitempty"`
+	At              time.Time `json:"at"`
+}
+
+// ServiceUpdateStatus records what the leader's update loop decided about a rolling
+// update (paused, completed), made on the service at SpecVersion; refused if the
+// service has moved on since.
+type ServiceUpdateStatus struct {
+	ServiceID   string           `json:"service_id"`
+	SpecVersion uint64           `json:"spec_version"`
+	Status      api.UpdateStatus `json:"status"`
+}
+
 // ServiceScale sets the replica count, the one change that needs no version check.
 type ServiceScale struct {
 	Name     string    `json:"name"`
@@ -124,17 +147,19 @@ type TokenRotate struct {
 	Secret string       `json:"secret"`
 }
 
-func (ClusterInit) Type() MsgType   { return MsgClusterInit }
-func (NodeUpsert) Type() MsgType    { return MsgNodeUpsert }
-func (NodeStatus) Type() MsgType    { return MsgNodeStatus }
-func (NodeUpdate) Type() MsgType    { return MsgNodeUpdate }
-func (NodeRemove) Type() MsgType    { return MsgNodeRemove }
-func (ServiceCreate) Type() MsgType { return MsgServiceCreate }
-func (ServiceUpdate) Type() MsgType { return MsgServiceUpdate }
-func (ServiceScale) Type() MsgType  { return MsgServiceScale }
-func (ServiceRemove) Type() MsgType { return MsgServiceRemove }
-func (TaskOps) Type() MsgType       { return MsgTaskOps }
-func (TokenRotate) Type() MsgType   { return MsgTokenRotate }
+func (ClusterInit) Type() MsgType         { return MsgClusterInit }
+func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
+func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
+func (NodeUpdate) Type() MsgType          { return MsgNodeUpdate }
+func (NodeRemove) Type() MsgType          { return MsgNodeRemove }
+func (ServiceCreate) Type() MsgType       { return MsgServiceCreate }
+func (ServiceUpdate) Type() MsgType       { return MsgServiceUpdate }
+func (ServiceScale) Type() MsgType        { return MsgServiceScale }
+func (ServiceRemove) Type() MsgType       { return MsgServiceRemove }
+func (TaskOps) Type() MsgType             { return MsgTaskOps }
+func (TokenRotate) Type() MsgType         { return MsgTokenRotate }
+func (ServiceRollback) Type() MsgType     { return MsgServiceRollback }
+func (ServiceUpdateStatus) Type() MsgType { return MsgServiceUpdateStatus }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -174,6 +199,10 @@ func Decode(b []byte) (Command, error) {
 		c = &TaskOps{}
 	case MsgTokenRotate:
 		c = &TokenRotate{}
+	case MsgServiceRollback:
+		c = &ServiceRollback{}
+	case MsgServiceUpdateStatus:
+		c = &ServiceUpdateStatus{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

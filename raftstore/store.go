@@ -257,6 +257,22 @@ func (s *Store) ApplyTaskOps(ctx context.Context, ops []api.TaskOp) error {
 	return err
 }
 
+// ApplyUpdateOp writes a decision of the leader's update loop (dispatcher.Store):
+// a status change as ServiceUpdateStatus, a rollback as ServiceRollback.
+func (s *Store) ApplyUpdateOp(ctx context.Context, op api.UpdateOp) error {
+	var c Command
+	switch op.Kind {
+	case api.UpdateOpStatus:
+		c = &ServiceUpdateStatus{ServiceID: op.ServiceID, SpecVersion: op.SpecVersion, Status: op.Status}
+	case api.UpdateOpRollback:
+		c = &ServiceRollback{Name: op.ServiceID, ExpectedVersion: op.SpecVersion, Message: op.Status.Message, At: op.At}
+	default:
+		return fmt.Errorf("update op %q: %w", op.Kind, ErrInvalid)
+	}
+	_, err := s.Apply(ctx, c)
+	return err
+}
+
 // Snapshot returns a read view of the applied state.
 func (s *Store) Snapshot() *Snapshot { return s.state.Snapshot() }
 
