@@ -67,8 +67,8 @@ func BenchmarkReconcileSteady1kReplicas(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if ops, _ := Reconcile(svc, nodes, tasks, t0, ids("n")); len(ops) != 0 {
-			b.Fatalf("steady state wrote %d ops", len(ops))
+		if p := Reconcile(svc, nodes, tasks, t0, ids("n")); len(p.Ops) != 0 {
+			b.Fatalf("steady state wrote %d ops", len(p.Ops))
 		}
 	}
 }

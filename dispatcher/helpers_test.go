@@ -74,6 +74,9 @@ func opString(op api.TaskOp) string {
 		if t.Attempt != 0 {
 			s += fmt.Sprintf(" attempt=%d", t.Attempt)
 		}
+		if t.DesiredState == api.TaskReady {
+			s += " held"
+		}
 		return s
 	case api.TaskOpAssign:
 		return "assign " + op.TaskID + " " + op.NodeID

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -46,25 +47,43 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.log.Info("orchestrator started")
 	defer o.log.Info("orchestrator stopped")
 	return runLoop(ctx, o.store, o.log, func(ctx context.Context) (time.Time, error) {
-		ops, next := o.plan(o.store.Snapshot(), o.clock())
-		if len(ops) == 0 {
-			return next, nil
+		ops, updates, next := o.plan(o.store.Snapshot(), o.clock())
+		if len(ops) > 0 {
+			o.log.Debug("applying task ops", "ops", len(ops))
+			if err := o.store.ApplyTaskOps(ctx, ops); err != nil {
+				return next, err
+			}
 		}
-		o.log.Debug("applying task ops", "ops", len(ops))
-		return next, o.store.ApplyTaskOps(ctx, ops)
+		for _, u := range updates {
+			// One entry per decision: each names the spec version it was made on, so
+			// one refused as stale (an operator changed the service meanwhile) leaves
+			// the others standing. The change that made it stale wakes the loop.
+			if err := o.store.ApplyUpdateOp(ctx, u); err != nil {
+				if errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) {
+					o.log.Info("update decision overtaken", "service", u.ServiceID, "decision", u.Kind, "err", err)
+					continue
+				}
+				return next, err
+			}
+			o.log.Info("rolling update", "service", u.ServiceID, "decision", u.Kind, "state", u.Status.State, "message", u.Status.Message)
+		}
+		return next, nil
 	}, o.clock)
 }
 
 // plan is one pass of the orchestrator over a snapshot.
-func (o *Orchestrator) plan(snap Snapshot, now time.Time) (ops []api.TaskOp, next time.Time) {
+func (o *Orchestrator) plan(snap Snapshot, now time.Time) (ops []api.TaskOp, updates []api.UpdateOp, next time.Time) {
 	nodes := snap.Nodes()
 	known := map[string]bool{}
 	for _, svc := range snap.Services() {
 		known[svc.ID] = true
-		sops, snext := Reconcile(svc, nodes, snap.TasksByService(svc.ID), now, o.NewID)
-		ops = append(ops, sops...)
-		if !snext.IsZero() && (next.IsZero() || snext.Before(next)) {
-			next = snext
+		p := Reconcile(svc, nodes, snap.TasksByService(svc.ID), now, o.NewID)
+		ops = append(ops, p.Ops...)
+		if p.Update != nil {
+			updates = append(updates, *p.Update)
+		}
+		if !p.Next.IsZero() && (next.IsZero() || p.Next.Before(next)) {
+			next = p.Next
 		}
 	}
 	var orphans []*api.Task
@@ -76,7 +95,7 @@ func (o *Orchestrator) plan(snap Snapshot, now time.Time) (ops []api.TaskOp, nex
 	if len(orphans) > 0 {
 		ops = append(ops, Remove(nodes, orphans, now)...)
 	}
-	return ops, next
+	return ops, updates, next
 }
 
 // Scheduler is the leader's loop that places new and pending tasks on nodes.
@@ -154,11 +173,11 @@ func (s *Scheduler) plan(snap Snapshot, now time.Time) []api.TaskOp {
 	return ops
 }
 
-// needsPlacement: new or pending, meant to run, and not yet on a node. The FSM
-// refuses to assign a task that has a node, and a refused op would still wake every
-// loop: never propose one.
+// needsPlacement: new or pending, meant to run (a held task, desired ready, waits
+// unplaced), and not yet on a node. The FSM refuses to assign a task that has a
+// node, and a refused op would still wake every loop: never propose one.
 func needsPlacement(t *api.Task) bool {
-	return t.Status.State <= api.TaskPending && t.DesiredState <= api.TaskRunning && t.NodeID == ""
+	return t.Status.State <= api.TaskPending && t.DesiredState == api.TaskRunning && t.NodeID == ""
 }
 
 func recheck(fresh Snapshot, ops []api.TaskOp) []api.TaskOp {

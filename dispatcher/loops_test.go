@@ -115,8 +115,9 @@ func TestRunLoopsConverge(t *testing.T) {
 	store.updateNode("2", down)
 	waitFor(t, "tasks off the down node", converged("1", "2"))
 
-	// A failure is replaced only once the restart delay has passed, by the timer:
-	// nothing else changes in the store meanwhile.
+	// A failure's replacement is made at once but held, and started only once the
+	// restart delay has passed, by the timer: nothing else changes in the store
+	// meanwhile.
 	running, _ := live(store, svc.ID)
 	victim := running[3]
 	failed := time.Now()
@@ -124,8 +125,8 @@ func TestRunLoopsConverge(t *testing.T) {
 	waitFor(t, "the failed slot restarted", converged("1", "2"))
 	if running, _ := live(store, svc.ID); running[3].ID == victim.ID || running[3].Attempt != victim.Attempt+1 {
 		t.Fatalf("slot 3 not replaced: %+v", running[3])
-	} else if d := running[3].CreatedAt.Sub(failed); d < 150*time.Millisecond {
-		t.Fatalf("replacement created %v after the failure, before the restart delay", d)
+	} else if d := running[3].Status.Timestamp.Sub(failed); d < 150*time.Millisecond || !running[3].RestartAt.Equal(failed.Add(150*time.Millisecond)) {
+		t.Fatalf("replacement running %v after the failure, before the restart delay (held until %v)", d, running[3].RestartAt)
 	}
 
 	store.removeService(svc.ID)

@@ -21,6 +21,7 @@ type memStore struct {
 	tasks    map[string]*api.Task
 	watch    chan struct{}
 	batches  int // ApplyTaskOps calls
+	updates  int // ApplyUpdateOp calls that changed a service
 	applyErr error
 }
 
@@ -59,6 +60,41 @@ func (s *memStore) ApplyTaskOps(_ context.Context, ops []api.TaskOp) error {
 	s.batches++
 	s.changed()
 	return nil
+}
+
+// ApplyUpdateOp applies a rolling-update decision with the FSM's own rules
+// (api.ApplyUpdateOp); a refusal changes nothing and wakes nobody, as in raftstore.
+func (s *memStore) ApplyUpdateOp(_ context.Context, op api.UpdateOp) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.applyErr != nil {
+		return s.applyErr
+	}
+	svc, err := api.ApplyUpdateOp(s.services[op.ServiceID], op)
+	if err != nil {
+		return err
+	}
+	s.services[svc.ID] = svc
+	s.updates++
+	s.changed()
+	return nil
+}
+
+// updateService changes a service as an operator's update would (Service.WithSpec).
+func (s *memStore) updateService(id string, f func(spec *api.ServiceSpec), at time.Time) *api.Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.services[id]
+	spec := old.Spec.Clone()
+	f(&spec)
+	spec.Normalize()
+	svc, err := old.WithSpec(spec, at)
+	if err != nil {
+		panic(err)
+	}
+	s.services[id] = svc
+	s.changed()
+	return svc
 }
 
 // applyOps applies one batch as one entry at index; it reports whether anything changed.

@@ -2,7 +2,9 @@ package dispatcher
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
@@ -16,24 +18,38 @@ const HistoryPerSlot = 5
 // tasks to count attempts in.
 const maxHistoryPerSlot = 50
 
-// Reconcile compares one service with its tasks and returns the task ops that move
-// the cluster toward the spec. It is pure: time and new task IDs are passed in, and
-// applying its ops and calling it again on the result returns no ops (until time
-// passes a restart delay), which is what keeps the control loop from writing in a loop.
-//
-// next, when not zero, is the earliest time at which Reconcile would decide
-// differently with no change to the store (a restart delay or window expiring); the
-// caller should look again then.
+// Plan is what Reconcile decided about one service.
+type Plan struct {
+	// Ops are the task changes, committed as one batch.
+	Ops []api.TaskOp
+	// Update, when set, is a decision of the service's rolling update (paused,
+	// completed, rolled back), written after Ops. A rollback comes alone: the
+	// pass after it plans on the spec it returned to.
+	Update *api.UpdateOp
+	// Next, when not zero, is the earliest time at which Reconcile would decide
+	// differently with no change to the store (a restart delay, an update delay or
+	// monitor window running out); the caller should look again then.
+	Next time.Time
+}
+
+// Reconcile compares one service with its tasks and returns what moves the cluster
+// toward the spec: task ops, and the rolling update's progress. It is pure: time
+// and new task IDs are passed in, and applying its ops and calling it again on the
+// result returns nothing (until time passes a delay, or but for a rollback, which
+// changes the spec), which is what keeps the control loop from writing in a loop.
+// The update's state lives in the store (the service's UpdateStatus, the tasks),
+// so a new leader carries an update on where the old one left it.
 //
 // tasks are the service's tasks, terminal history included.
-func Reconcile(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.Time, newID func() string) (ops []api.TaskOp, next time.Time) {
+func Reconcile(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.Time, newID func() string) Plan {
 	r := newReconciler(svc, nodes, now, newID)
 	if svc.Spec.Mode == api.ModeGlobal {
 		r.global(tasks)
 	} else {
 		r.replicated(tasks)
 	}
-	return r.ops, r.next
+	r.rollingUpdate(tasks)
+	return Plan{Ops: r.ops, Update: r.update, Next: r.next}
 }
 
 // Remove returns the ops that wind down the tasks of a deleted service: every task
@@ -66,20 +82,21 @@ type reconciler struct {
 	next  time.Time
 	// state is each task's observed state after the ops emitted so far.
 	state map[string]api.TaskState
-	// updates are slots whose running task has an older spec version, waiting for
-	// their turn in the rolling update.
-	updates []slotRef
-	busy    bool // a task at the current spec version is placed and still starting
-}
-
-type slotRef struct {
-	cur    *api.Task
-	slot   uint64
-	nodeID string
+	// slots are the service's wanted slots (replicated) or eligible nodes (global)
+	// as the rolling update sees them.
+	slots []slotState
+	// sameSpec memoizes, per spec version, whether tasks made at it run what the
+	// service's spec says (every task of one version was made from one spec).
+	sameSpec    map[uint64]bool
+	update      *api.UpdateOp
+	created     int // tasks created so far in this pass
+	lastCreated *api.Task
+	stopped     map[string]bool // tasks asked to stop in this pass
 }
 
 func newReconciler(svc *api.Service, nodes []*api.Node, now time.Time, newID func() string) *reconciler {
-	r := &reconciler{svc: svc, nodes: make(map[string]*api.Node, len(nodes)), now: now, newID: newID, state: map[string]api.TaskState{}}
+	r := &reconciler{svc: svc, nodes: make(map[string]*api.Node, len(nodes)), now: now, newID: newID, state: map[string]api.TaskState{},
+		sameSpec: map[uint64]bool{}, stopped: map[string]bool{}}
 	for _, n := range nodes {
 		r.nodes[n.ID] = n
 	}
@@ -104,21 +121,23 @@ func (r *reconciler) replicated(tasks []*api.Task) {
 	slices.Sort(slots)
 	for _, s := range slots {
 		ts := bySlot[s]
-		cur := r.current(ts)
+		cur, old := r.current(ts)
 		switch {
 		case s == 0 || s > want:
 			// Scale down: the highest slots go, so the survivors keep 1..N.
-			if cur != nil {
-				r.stop(cur, r.state[cur.ID])
+			for _, t := range []*api.Task{cur, old} {
+				if t != nil {
+					r.stop(t, r.state[t.ID])
+				}
 			}
 		case cur == nil:
-			r.create(s, "", maxAttempt(ts))
+			r.create(s, "", maxAttempt(ts), hold{})
+			r.slots = append(r.slots, slotState{slot: s}) // on its way: counts as updating
 		default:
-			r.keep(cur, ts, s, "")
+			r.keep(cur, old, ts, s, "")
 		}
 		r.prune(ts, cur)
 	}
-	r.rollingUpdate(tasks)
 }
 
 func (r *reconciler) global(tasks []*api.Task) {
@@ -139,26 +158,35 @@ func (r *reconciler) global(tasks []*api.Task) {
 	slices.Sort(keys)
 	for _, id := range keys {
 		ts := byNode[id]
-		cur := r.current(ts)
+		cur, old := r.current(ts)
 		n := r.nodes[id]
 		switch {
 		case n == nil || !r.globalEligible(n):
 			// Down, drained, removed, or no longer matching the constraints: the
 			// node's task goes and nothing replaces it.
-			if cur != nil {
-				r.stop(cur, r.state[cur.ID])
+			for _, t := range []*api.Task{cur, old} {
+				if t != nil {
+					r.stop(t, r.state[t.ID])
+				}
+			}
+		case cur != nil && !isActive(n) && r.state[cur.ID] <= api.TaskPending:
+			// Paused: a task not yet placed there never will be; it goes, and the
+			// node gets a new one once it is active. A task it still runs stays.
+			r.stop(cur, r.state[cur.ID])
+			if old != nil {
+				r.keep(old, nil, ts, 0, id)
 			}
 		case cur == nil:
 			// Pause takes nothing new; the node gets its task once it is active.
 			if isActive(n) {
-				r.create(0, id, maxAttempt(ts))
+				r.create(0, id, maxAttempt(ts), hold{})
+				r.slots = append(r.slots, slotState{nodeID: id})
 			}
 		default:
-			r.keep(cur, ts, 0, id)
+			r.keep(cur, old, ts, 0, id)
 		}
 		r.prune(ts, cur)
 	}
-	r.rollingUpdate(tasks)
 }
 
 func (r *reconciler) globalEligible(n *api.Node) bool {
@@ -169,42 +197,102 @@ func isActive(n *api.Node) bool {
 	return n.Availability == api.AvailabilityActive || n.Availability == ""
 }
 
-// current returns the task that holds the slot: the newest one still meant to run.
-// Every other task of the slot is history or on its way out. It first marks tasks on
-// lost nodes orphaned, so the decisions below see them as terminal.
-func (r *reconciler) current(ts []*api.Task) *api.Task {
-	var cur *api.Task
+// current returns the task that holds the slot: the newest one still meant to run
+// that runs the service's spec (or, if none does, the newest). Every other task of
+// the slot is history or on its way out, but for one: during a start-first update,
+// old is the outdated task that keeps serving until cur, the new one, serves. It
+// first marks tasks on lost nodes orphaned, so the decisions below see them as
+// terminal.
+func (r *reconciler) current(ts []*api.Task) (cur, old *api.Task) {
+	var live []*api.Task
 	for _, t := range ts {
 		r.state[t.ID] = r.orphanIfLost(t)
-		if t.DesiredState > api.TaskRunning {
+		if t.DesiredState <= api.TaskRunning {
+			live = append(live, t)
+		}
+	}
+	if len(live) == 0 {
+		return nil, nil
+	}
+	// A rollback makes the newest task of a slot the outdated one: prefer the task
+	// that runs the spec, so a good old task is not stopped for a bad new one.
+	slices.SortFunc(live, func(a, b *api.Task) int {
+		if oa, ob := r.outdated(a), r.outdated(b); oa != ob {
+			if oa {
+				return 1
+			}
+			return -1
+		}
+		if newer(a, b) {
+			return -1
+		}
+		return 1
+	})
+	cur = live[0]
+	for _, t := range live[1:] {
+		if old == nil && r.overlaps(cur, t) {
+			old = t
 			continue
 		}
-		if cur == nil || newer(t, cur) {
-			cur = t
-		}
+		// Two live tasks in one slot, start-first aside, should not happen; if a bug
+		// or a race made them, keep one rather than let both run.
+		r.state[t.ID] = r.stop(t, r.state[t.ID])
 	}
-	// Two live tasks in one slot should not happen; if a bug or a race made them,
-	// keep the newest rather than let both run.
-	for _, t := range ts {
-		if t != cur && t.DesiredState <= api.TaskRunning {
-			r.state[t.ID] = r.stop(t, r.state[t.ID])
-		}
+	if old != nil && r.state[cur.ID].Terminal() {
+		// The new task of a start-first slot ended; the old one still serves and
+		// keeps the slot. The failure counts against the update, which tries the
+		// slot again if it goes on.
+		r.stop(cur, r.state[cur.ID])
+		cur, old = old, nil
 	}
-	return cur
+	return cur, old
 }
+
+// overlaps: o is the outdated task a start-first update keeps running while n, the
+// slot's new task, gets ready.
+func (r *reconciler) overlaps(n, o *api.Task) bool {
+	return !r.outdated(n) && r.outdated(o) && !r.ready(n) && r.state[o.ID] == api.TaskRunning
+}
+
+// outdated reports whether a task runs something other than the service's spec. A
+// change of replicas or of the update settings moves no task, and after a rollback
+// the tasks never updated are current again.
+func (r *reconciler) outdated(t *api.Task) bool {
+	if t.SpecVersion == r.svc.SpecVersion {
+		return false
+	}
+	same, ok := r.sameSpec[t.SpecVersion]
+	if !ok {
+		spec := t.Spec
+		if r.svc.Spec.Mode == api.ModeGlobal && len(spec.Constraints) > 0 && strings.HasPrefix(spec.Constraints[len(spec.Constraints)-1], "node.id==") {
+			spec.Constraints = spec.Constraints[:len(spec.Constraints)-1] // the pin create adds
+		}
+		same = api.SameTaskSpec(spec, r.svc.Spec)
+		r.sameSpec[t.SpecVersion] = same
+	}
+	return !same
+}
+
+// ready: the task serves (running, meant to, and healthy if it has a check).
+func (r *reconciler) ready(t *api.Task) bool {
+	return r.state[t.ID] == api.TaskRunning && t.DesiredState == api.TaskRunning && healthOK(t.Status.Health)
+}
+
+func healthOK(h api.Health) bool { return h == "" || h == api.HealthNone || h == api.HealthHealthy }
 
 func newer(a, b *api.Task) bool {
 	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.Attempt, b.Attempt), cmp.Compare(a.ID, b.ID)) > 0
 }
 
 // keep decides about a slot's current task on a node that may still hold it.
-func (r *reconciler) keep(cur *api.Task, history []*api.Task, slot uint64, nodeID string) {
+func (r *reconciler) keep(cur, old *api.Task, history []*api.Task, slot uint64, nodeID string) {
+	defer r.record(cur, old, history, slot, nodeID, r.created)
 	st := r.state[cur.ID]
 	if st.Terminal() {
 		if st == api.TaskOrphaned {
 			// The node failed, not the task: replace it at once, whatever the restart
 			// policy, and without counting an attempt.
-			r.replace(cur, slot, nodeID, cur.Attempt)
+			r.replace(cur, slot, nodeID, cur.Attempt, hold{})
 			return
 		}
 		r.restart(cur, history, slot, nodeID)
@@ -216,39 +304,42 @@ func (r *reconciler) keep(cur *api.Task, history []*api.Task, slot uint64, nodeI
 			// Start the replacement now rather than after the old task stops: the
 			// scheduler keeps the old one's resources until then, and the service is
 			// short of a replica for less time.
-			r.replace(cur, slot, nodeID, cur.Attempt)
+			r.replace(cur, slot, nodeID, cur.Attempt, hold{})
 			return
 		}
 	}
-	if cur.SpecVersion < r.svc.SpecVersion {
-		if st <= api.TaskPending {
-			// Not running anywhere yet: nothing to roll, replace it now.
-			r.replace(cur, slot, nodeID, cur.Attempt)
-			return
-		}
-		r.updates = append(r.updates, slotRef{cur, slot, nodeID})
+	if r.outdated(cur) && st <= api.TaskPending {
+		// Not running anywhere yet: nothing to roll, replace it now.
+		r.replace(cur, slot, nodeID, cur.Attempt, hold{})
 		return
 	}
-	if st == api.TaskAssigned || st == api.TaskStarting {
-		r.busy = true
+	if cur.DesiredState == api.TaskReady {
+		r.release(cur, history)
 	}
 }
 
-// rollingUpdate replaces one outdated task at a time: only when no task of the
-// service is on a node and still starting or still stopping. A bad spec then stops
-// at one broken slot instead of taking all of them down. Tasks waiting for a node
-// do not hold the update back, since they may wait forever.
-func (r *reconciler) rollingUpdate(tasks []*api.Task) {
-	if r.busy || len(r.updates) == 0 {
+// release lets a held task start once its restart time has come and no older task
+// of its slot is still stopping (stop-first: the old one must be gone first).
+func (r *reconciler) release(t *api.Task, slot []*api.Task) {
+	if r.now.Before(t.RestartAt) {
+		r.wake(t.RestartAt)
 		return
 	}
-	for _, t := range tasks {
-		if st := r.state[t.ID]; t.DesiredState > api.TaskRunning && st >= api.TaskAssigned && !st.Terminal() {
-			return
+	if stoppingIn(r, slot, t) {
+		return // its stop report wakes the loop
+	}
+	r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDesired, TaskID: t.ID, Desired: api.TaskRunning, At: r.now})
+}
+
+// stoppingIn reports whether a task of the slot other than t is placed, asked to
+// stop and not yet stopped.
+func stoppingIn(r *reconciler, slot []*api.Task, t *api.Task) bool {
+	for _, o := range slot {
+		if st := r.state[o.ID]; o != t && (o.DesiredState > api.TaskRunning || r.stopped[o.ID]) && st >= api.TaskAssigned && !st.Terminal() {
+			return true
 		}
 	}
-	u := r.updates[0]
-	r.replace(u.cur, u.slot, u.nodeID, u.cur.Attempt)
+	return false
 }
 
 // restart applies the restart policy to a slot whose current task has ended.
@@ -273,11 +364,23 @@ func (r *reconciler) restart(cur *api.Task, history []*api.Task, slot uint64, no
 			return
 		}
 	}
-	if at := cur.Status.Timestamp.Add(restartDelay(pol)); r.now.Before(at) {
-		r.wake(at)
-		return
+	loop := crashLoop(cur)
+	delay := RestartBackoff(loop)
+	if pol.Delay != nil {
+		delay = *pol.Delay
 	}
-	r.replace(cur, slot, nodeID, cur.Attempt+1)
+	h := hold{crashLoop: loop}
+	if at := cur.Status.Timestamp.Add(delay); r.now.Before(at) {
+		// The replacement exists at once, held until then, so `service ps` shows
+		// why the slot waits and until when.
+		h.until = at
+		h.msg = fmt.Sprintf("restart delayed %s until %s", delay, at.UTC().Format(time.RFC3339))
+		if pol.Delay == nil {
+			h.msg = fmt.Sprintf("restart backoff: %d quick exits in a row; next try in %s, at %s", loop, delay, at.UTC().Format(time.RFC3339))
+		}
+		r.wake(at)
+	}
+	r.replace(cur, slot, nodeID, cur.Attempt+1, h)
 }
 
 // restartsSince counts the slot's restarts that happened after since. Attempt numbers
@@ -354,6 +457,9 @@ func (r *reconciler) orphanIfLost(t *api.Task) api.TaskState {
 func (r *reconciler) stop(t *api.Task, st api.TaskState) api.TaskState {
 	if t.DesiredState < api.TaskShutdown {
 		r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDesired, TaskID: t.ID, Desired: api.TaskShutdown, At: r.now})
+		if r.stopped != nil {
+			r.stopped[t.ID] = true
+		}
 	}
 	if st <= api.TaskPending {
 		r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, At: r.now,
@@ -366,14 +472,26 @@ func (r *reconciler) stop(t *api.Task, st api.TaskState) api.TaskState {
 	return st
 }
 
-func (r *reconciler) replace(cur *api.Task, slot uint64, nodeID string, attempt uint64) {
-	r.stop(cur, r.state[cur.ID])
-	r.create(slot, nodeID, attempt)
+// hold says how a new task waits before it is placed and started: until a time
+// (a restart delay), or until the task it replaces has stopped (stop-first).
+type hold struct {
+	until     time.Time
+	waitStop  bool
+	msg       string
+	crashLoop uint64
+}
+
+func (r *reconciler) replace(cur *api.Task, slot uint64, nodeID string, attempt uint64, h hold) {
+	if st := r.stop(cur, r.state[cur.ID]); h.waitStop && st.Terminal() {
+		h.waitStop = false // nothing left to wait for
+	}
+	r.create(slot, nodeID, attempt, h)
 }
 
 // create adds a task for the slot (replicated) or node (global) from the current spec.
-// New tasks are always in state new with no node: the scheduler places them.
-func (r *reconciler) create(slot uint64, nodeID string, attempt uint64) {
+// New tasks are always in state new with no node: the scheduler places them. A
+// held task has desired state ready and is placed only once released.
+func (r *reconciler) create(slot uint64, nodeID string, attempt uint64, h hold) {
 	spec := r.svc.Spec
 	if nodeID != "" {
 		// A global task is bound to its node by a constraint rather than a preset
@@ -391,9 +509,17 @@ func (r *reconciler) create(slot uint64, nodeID string, attempt uint64) {
 		DesiredState: api.TaskRunning,
 		Status:       api.TaskStatus{State: api.TaskNew, Message: "created", Timestamp: r.now},
 		Attempt:      attempt,
+		CrashLoop:    h.crashLoop,
 		CreatedAt:    r.now,
 	}
+	if !h.until.IsZero() || h.waitStop {
+		t.DesiredState, t.RestartAt = api.TaskReady, h.until
+		if h.msg != "" {
+			t.Status.Message = h.msg
+		}
+	}
 	r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpCreate, TaskID: t.ID, Task: t, At: r.now})
+	r.created, r.lastCreated = r.created+1, t
 }
 
 // prune deletes a slot's terminal tasks beyond the most recent few. The current task
@@ -424,11 +550,4 @@ func (r *reconciler) prune(ts []*api.Task, cur *api.Task) {
 			r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDelete, TaskID: t.ID, At: r.now})
 		}
 	}
-}
-
-func restartDelay(pol api.RestartPolicy) time.Duration {
-	if pol.Delay == nil {
-		return 0
-	}
-	return *pol.Delay
 }

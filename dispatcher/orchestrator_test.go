@@ -18,7 +18,11 @@ func createdAt(d time.Duration) func(*api.Task) {
 }
 func attempt(n uint64) func(*api.Task) { return func(t *api.Task) { t.Attempt = n } }
 func stopping(t *api.Task)             { t.DesiredState = api.TaskShutdown }
-func version(v uint64) func(*api.Task) { return func(t *api.Task) { t.SpecVersion = v } }
+
+// version makes a task of an older spec: another version and another image.
+func version(v uint64) func(*api.Task) {
+	return func(t *api.Task) { t.SpecVersion, t.Spec.Image = v, fmt.Sprintf("img:v%d", v) }
+}
 func restartPolicy(p api.RestartPolicy) func(*api.Service) {
 	return func(s *api.Service) { s.Spec.RestartPolicy = p }
 }
@@ -60,7 +64,8 @@ func TestReconcile(t *testing.T) {
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskFailed, failedAt(0))}
 			},
-			now: at(5 * time.Second), next: at(10 * time.Second)},
+			now: at(5 * time.Second), next: at(10 * time.Second),
+			want: []string{"desired t1 shutdown", "create n1 slot=1 attempt=1 held"}},
 		{name: "restart after the delay, same slot, one more attempt",
 			svc: web(1, restartPolicy(api.RestartPolicy{Condition: api.RestartAny, Delay: dur(10 * time.Second)})), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
@@ -152,7 +157,7 @@ func TestReconcile(t *testing.T) {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskRunning, version(1)), mkTask("t2", s, 2, "2", api.TaskRunning, version(1)),
 					mkTask("t3", s, 3, "3", api.TaskRunning, version(1))}
 			},
-			want: []string{"desired t1 shutdown", "create n1 slot=1"}},
+			want: []string{"desired t1 shutdown", "create n1 slot=1 held"}},
 		{name: "spec update waits while the old task stops",
 			svc: web(2, func(s *api.Service) { s.SpecVersion = 2 }), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
@@ -171,7 +176,7 @@ func TestReconcile(t *testing.T) {
 				return []*api.Task{mkTask("t1", s, 1, "1", api.TaskShutdown, version(1), stopping), mkTask("u1", s, 1, "2", api.TaskRunning, createdAt(time.Second)),
 					mkTask("t2", s, 2, "2", api.TaskRunning, version(1))}
 			},
-			want: []string{"desired t2 shutdown", "create n1 slot=2"}},
+			want: []string{"desired t2 shutdown", "create n1 slot=2 held"}},
 		{name: "outdated tasks not yet placed are replaced at once",
 			svc: web(2, func(s *api.Service) { s.SpecVersion = 2 }), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
@@ -223,15 +228,16 @@ func TestReconcile(t *testing.T) {
 				now = t0
 			}
 			tasks := tc.tasks(tc.svc)
-			ops, next := Reconcile(tc.svc, tc.nodes, tasks, now, ids("n"))
+			p := Reconcile(tc.svc, tc.nodes, tasks, now, ids("n"))
+			ops, next := p.Ops, p.Next
 			checkOps(t, ops, tc.want...)
 			if !next.Equal(tc.next) {
 				t.Errorf("next = %v, want %v", next, tc.next)
 			}
 			// Idempotent: on the result of its own ops, Reconcile has nothing to add.
-			again, _ := Reconcile(tc.svc, tc.nodes, applyToList(tasks, ops), now, ids("m"))
-			if len(again) != 0 {
-				t.Errorf("second pass wrote %v", opStrings(again))
+			again := Reconcile(tc.svc, tc.nodes, applyToList(tasks, ops), now, ids("m"))
+			if len(again.Ops) != 0 || again.Update != nil {
+				t.Errorf("second pass wrote %v %+v", opStrings(again.Ops), again.Update)
 			}
 		})
 	}
@@ -239,7 +245,7 @@ func TestReconcile(t *testing.T) {
 
 func TestReconcileNewTask(t *testing.T) {
 	svc := mkService("web", 1, func(s *api.Service) { s.SpecVersion = 7; s.Spec.Env = []string{"A=1"} })
-	ops, _ := Reconcile(svc, nil, nil, t0, ids("n"))
+	ops := Reconcile(svc, nil, nil, t0, ids("n")).Ops
 	if len(ops) != 1 || ops[0].Kind != api.TaskOpCreate {
 		t.Fatalf("ops = %v", opStrings(ops))
 	}

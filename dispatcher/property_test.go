@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,8 +36,14 @@ func newSim() *sim {
 }
 
 func (s *sim) orchestrate() bool {
-	ops, _ := s.orch.plan(s.store.Snapshot(), s.now)
-	return s.apply(ops)
+	ops, updates, _ := s.orch.plan(s.store.Snapshot(), s.now)
+	changed := s.apply(ops)
+	for _, u := range updates {
+		if s.store.ApplyUpdateOp(context.Background(), u) == nil {
+			changed = true
+		}
+	}
+	return changed
 }
 
 func (s *sim) schedule() bool { return s.apply(s.sched.plan(s.store.Snapshot(), s.now)) }
@@ -51,7 +58,8 @@ func (s *sim) apply(ops []api.TaskOp) bool {
 }
 
 // converge runs orchestrator, scheduler and workers until a whole round changes
-// nothing; it fails if that takes more than rounds.
+// nothing and the orchestrator has no timer left; it fails if that takes more than
+// rounds. A round with nothing to do jumps the clock to the orchestrator's timer.
 func (s *sim) converge(t tb, rounds int) {
 	for range rounds {
 		s.now = s.now.Add(time.Second)
@@ -59,7 +67,11 @@ func (s *sim) converge(t tb, rounds int) {
 		changed = s.schedule() || changed
 		changed = s.store.workerStep(s.now) || changed
 		if !changed {
-			return
+			_, _, next := s.orch.plan(s.store.Snapshot(), s.now)
+			if next.IsZero() {
+				return
+			}
+			s.now = next
 		}
 	}
 	t.Fatalf("no convergence after %d rounds", rounds)
@@ -78,7 +90,7 @@ func TestPropertyConverges(t *testing.T) {
 				global(svc)
 			}
 		}
-		svc := mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "replicas"), mode)
+		svc := mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "replicas"), mode, func(s *api.Service) { s.Spec.Normalize() })
 		s.store.putService(svc)
 
 		// Interleave the loops with events: failures, node changes, scaling, updates.
@@ -101,18 +113,32 @@ func TestPropertyConverges(t *testing.T) {
 				id := fmt.Sprint(rapid.IntRange(0, nNodes-1).Draw(rt, "node"))
 				s.store.updateNode(id, randomNodeState(rt, "change"))
 			case 7:
-				svc = mkService("web", rapid.Uint64Range(0, 10).Draw(rt, "scale"), mode, func(n *api.Service) { n.SpecVersion = svc.SpecVersion })
-				if rapid.Bool().Draw(rt, "update") {
-					svc.SpecVersion++
-				}
-				s.store.putService(svc)
+				replicas := rapid.Uint64Range(0, 10).Draw(rt, "scale")
+				update := rapid.Bool().Draw(rt, "update")
+				cfg := randomUpdateConfig(rt, api.FailureContinue)
+				s.store.updateService("web", func(spec *api.ServiceSpec) {
+					if !isGlobal {
+						spec.Replicas = replicas
+					}
+					if update {
+						spec.Image = fmt.Sprintf("img:%d", i)
+						spec.Update = &cfg
+					}
+				}, s.now)
 			}
 		}
-		s.converge(rt, 200)
+		s.converge(rt, 400)
+		snap := s.store.Snapshot()
+		svc = snap.Services()[0]
 		if isGlobal {
-			checkConvergedGlobal(rt, s.store.Snapshot(), svc)
+			checkConvergedGlobal(rt, snap, svc)
 		} else {
-			checkConverged(rt, s.store.Snapshot(), svc)
+			checkConverged(rt, snap, svc)
+		}
+		// The update completes, unless a task of it cannot be placed (it then
+		// holds the update, as in Docker, rather than let it take down every slot).
+		if st := svc.UpdateStatus; st != nil && st.State != api.UpdateCompleted && !anyPending(snap) && !outdatedOnPaused(snap, svc) {
+			rt.Fatalf("converged with the update %s: %s", st.State, st.Message)
 		}
 	})
 }
@@ -154,16 +180,23 @@ func checkConverged(t tb, snap Snapshot, svc *api.Service) {
 		if tk.DesiredState > api.TaskRunning {
 			t.Fatalf("task %s slot %d still %s though asked to stop", tk.ID, tk.Slot, st)
 		}
+		if tk.Slot < 1 || tk.Slot > svc.Spec.Replicas {
+			t.Fatalf("task %s in slot %d, want 1..%d", tk.ID, tk.Slot, svc.Spec.Replicas)
+		}
+		if !api.SameTaskSpec(tk.Spec, svc.Spec) {
+			// Start-first keeps the old task serving while the new one of its slot
+			// cannot be placed; nothing else runs an old spec once converged.
+			if !keptFor(snap, tk, svc) || canTake && pendingInSlot(snap, tk) {
+				t.Fatalf("task %s runs spec version %d (%s), not the service's %d (%s)\n%s", tk.ID, tk.SpecVersion, tk.Spec.Image, svc.SpecVersion, svc.Spec.Image, dump(snap))
+			}
+			if pendingInSlot(snap, tk) {
+				continue // the slot is counted by its new task
+			}
+		}
 		if slots[tk.Slot] != nil {
 			t.Fatalf("slot %d has two live tasks: %s and %s", tk.Slot, slots[tk.Slot].ID, tk.ID)
 		}
 		slots[tk.Slot] = tk
-		if tk.Slot < 1 || tk.Slot > svc.Spec.Replicas {
-			t.Fatalf("task %s in slot %d, want 1..%d", tk.ID, tk.Slot, svc.Spec.Replicas)
-		}
-		if tk.SpecVersion != svc.SpecVersion {
-			t.Fatalf("task %s at spec version %d, want %d", tk.ID, tk.SpecVersion, svc.SpecVersion)
-		}
 		switch st {
 		case api.TaskRunning:
 			n := nodes[tk.NodeID]
@@ -200,14 +233,22 @@ func checkConvergedGlobal(t tb, snap Snapshot, svc *api.Service) {
 		if tk.DesiredState > api.TaskRunning {
 			t.Fatalf("task %s still %s though asked to stop", tk.ID, tk.Status.State)
 		}
+		if spec := withoutPin(tk.Spec); !api.SameTaskSpec(spec, svc.Spec) {
+			n := snap.Node(pinnedNode(tk))
+			// A paused node keeps what it runs, even through an update; start-first
+			// keeps the old task while the new one cannot be placed.
+			if !(n != nil && n.Availability == api.AvailabilityPause) && !keptFor(snap, tk, svc) {
+				t.Fatalf("task %s runs spec version %d (%s), not the service's %d (%s)\n%s", tk.ID, tk.SpecVersion, tk.Spec.Image, svc.SpecVersion, svc.Spec.Image, dump(snap))
+			}
+			if keptFor(snap, tk, svc) {
+				continue
+			}
+		}
 		pin := pinnedNode(tk)
 		if perNode[pin] != nil {
-			t.Fatalf("node %s has two live tasks", pin)
+			t.Fatalf("node %s has two live tasks\n%s", pin, dump(snap))
 		}
 		perNode[pin] = tk
-		if tk.SpecVersion != svc.SpecVersion {
-			t.Fatalf("task %s at spec version %d, want %d", tk.ID, tk.SpecVersion, svc.SpecVersion)
-		}
 	}
 	for _, n := range snap.Nodes() {
 		tk := perNode[n.ID]
@@ -230,4 +271,91 @@ func checkConvergedGlobal(t tb, snap Snapshot, svc *api.Service) {
 	if len(perNode) != 0 {
 		t.Fatalf("live tasks on unknown nodes: %v", perNode)
 	}
+}
+
+// withoutPin is a global task's spec without the node.id constraint create adds.
+func withoutPin(spec api.ServiceSpec) api.ServiceSpec {
+	if n := len(spec.Constraints); n > 0 && strings.HasPrefix(spec.Constraints[n-1], "node.id==") {
+		spec.Constraints = spec.Constraints[:n-1]
+	}
+	return spec
+}
+
+// randomUpdateConfig draws update settings with the given failure action.
+func randomUpdateConfig(rt *rapid.T, action api.FailureAction) api.UpdateConfig {
+	return api.UpdateConfig{
+		Parallelism:   rapid.Int64Range(0, 3).Draw(rt, "parallelism"),
+		Delay:         time.Duration(rapid.IntRange(0, 3).Draw(rt, "delay")) * time.Second,
+		Monitor:       time.Duration(rapid.IntRange(0, 5).Draw(rt, "monitor")) * time.Second,
+		FailureAction: action,
+		Order:         rapid.SampledFrom([]api.UpdateOrder{api.OrderStopFirst, api.OrderStartFirst}).Draw(rt, "order"),
+	}
+}
+
+func anyPending(snap Snapshot) bool {
+	for _, t := range snap.Tasks() {
+		if t.DesiredState <= api.TaskRunning && t.Status.State <= api.TaskPending {
+			return true
+		}
+	}
+	return false
+}
+
+// keptFor: old is a running task of an older spec that an unfinished update may
+// leave: its slot has a pending task of the current spec (start-first keeps it
+// serving meanwhile), or the update is held by a task no node can take.
+func keptFor(snap Snapshot, old *api.Task, svc *api.Service) bool {
+	if old.Status.State != api.TaskRunning || svc.Spec.Update == nil {
+		return false
+	}
+	if svc.UpdateStatus != nil && svc.UpdateStatus.State.Active() && anyPending(snap) {
+		return true // a task that cannot be placed holds the update, as in Docker
+	}
+	if svc.Spec.Update.Order != api.OrderStartFirst {
+		return false
+	}
+	for _, t := range snap.TasksByService(svc.ID) {
+		if t.Slot == old.Slot && (svc.Spec.Mode != api.ModeGlobal || pinnedNode(t) == pinnedNode(old)) && t != old && t.DesiredState == api.TaskRunning && t.Status.State == api.TaskPending && api.SameTaskSpec(withoutPin(t.Spec), svc.Spec) {
+			return true
+		}
+	}
+	return false
+}
+
+// dump lists a snapshot's services and tasks for a failure message.
+func dump(snap Snapshot) string {
+	var b strings.Builder
+	for _, svc := range snap.Services() {
+		fmt.Fprintf(&b, "service %s v%d %s update=%+v\n", svc.ID, svc.SpecVersion, svc.Spec.Image, svc.UpdateStatus)
+	}
+	for _, n := range snap.Nodes() {
+		fmt.Fprintf(&b, "node %s %s/%s\n", n.ID, n.Status, n.Availability)
+	}
+	for _, t := range snap.Tasks() {
+		fmt.Fprintf(&b, "task %s slot=%d node=%s v%d %s desired=%s state=%s health=%s %q\n", t.ID, t.Slot, t.NodeID, t.SpecVersion, t.Spec.Image,
+			t.DesiredState, t.Status.State, t.Status.Health, t.Status.Message)
+	}
+	return b.String()
+}
+
+// pendingInSlot: another task of old's slot waits for a node.
+func pendingInSlot(snap Snapshot, old *api.Task) bool {
+	for _, t := range snap.TasksByService(old.ServiceID) {
+		if t != old && t.Slot == old.Slot && t.DesiredState == api.TaskRunning && t.Status.State == api.TaskPending {
+			return true
+		}
+	}
+	return false
+}
+
+// outdatedOnPaused: a paused node still runs a task of an older spec (it takes
+// nothing new, so the update waits for it).
+func outdatedOnPaused(snap Snapshot, svc *api.Service) bool {
+	for _, t := range snap.TasksByService(svc.ID) {
+		if n := snap.Node(t.NodeID); n != nil && n.Availability == api.AvailabilityPause && t.DesiredState == api.TaskRunning &&
+			!t.Status.State.Terminal() && !api.SameTaskSpec(withoutPin(t.Spec), svc.Spec) {
+			return true
+		}
+	}
+	return false
 }

@@ -66,10 +66,12 @@ func Endpoints(snap Snapshot) []api.ServiceEndpoints {
 	return out
 }
 
-// TaskServes says whether a task belongs in DNS and behind the VIP: running and
-// meant to keep running (a task asked to stop leaves before it is stopped).
+// TaskServes says whether a task belongs in DNS and behind the VIP: running, meant
+// to keep running (a task asked to stop leaves before it is stopped), and healthy
+// if it has a health check (a task joins only once its check has passed, and
+// leaves as soon as it fails).
 func TaskServes(t *api.Task) bool {
-	return t.Status.State == api.TaskRunning && t.DesiredState == api.TaskRunning
+	return t.Status.State == api.TaskRunning && t.DesiredState == api.TaskRunning && healthOK(t.Status.Health)
 }
 
 // CheckStatusReport vets what node nodeID reports: only status ops, only for tasks

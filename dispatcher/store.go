@@ -29,4 +29,8 @@ type Store interface {
 	// ApplyTaskOps commits the whole batch as one Raft entry. The ops' semantics,
 	// including when an op is a no-op, are written down in DESIGN.md.
 	ApplyTaskOps(ctx context.Context, ops []api.TaskOp) error
+	// ApplyUpdateOp commits one decision of a rolling update (api.ApplyUpdateOp
+	// says what it does); a decision made on a spec version the service has left
+	// is refused with api.ErrConflict and changes nothing.
+	ApplyUpdateOp(ctx context.Context, op api.UpdateOp) error
 }
