@@ -73,6 +73,12 @@ type ScaleRequest struct {
 	Replicas uint64 `json:"replicas"`
 }
 
+// ServiceRollbackRequest returns a service to its previous spec, checked against
+// Version (0: any).
+type ServiceRollbackRequest struct {
+	Version uint64 `json:"version"`
+}
+
 // ServiceUpdateRequest replaces a spec, checked against Version (0: any).
 type ServiceUpdateRequest struct {
 	Version uint64      `json:"version"`

@@ -112,6 +112,9 @@ func (a storeAdapter) Watch() <-chan struct{}        { return a.s.Watch() }
 func (a storeAdapter) ApplyTaskOps(ctx context.Context, ops []api.TaskOp) error {
 	return a.s.ApplyTaskOps(ctx, ops)
 }
+func (a storeAdapter) ApplyUpdateOp(ctx context.Context, op api.UpdateOp) error {
+	return a.s.ApplyUpdateOp(ctx, op)
+}
 func (a storeAdapter) WaitIndex(ctx context.Context, index uint64) { a.s.State().WaitIndex(ctx, index) }
 func (a storeAdapter) Voters() ([]string, error) {
 	v, err := a.s.Voters()

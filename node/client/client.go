@@ -270,6 +270,14 @@ func (c *Client) UpdateService(ctx context.Context, name string, req api.Service
 	return out, err
 }
 
+// RollbackService returns a service to its previous spec, if it is still at
+// version (0: whatever its version).
+func (c *Client) RollbackService(ctx context.Context, name string, version uint64) (api.Service, error) {
+	var out api.Service
+	_, err := c.Do(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(name)+"/rollback", api.ServiceRollbackRequest{Version: version}, &out)
+	return out, err
+}
+
 func (c *Client) RemoveService(ctx context.Context, name string) error {
 	_, err := c.Do(ctx, http.MethodDelete, "/v1/services/"+url.PathEscape(name), nil, nil)
 	return err

@@ -87,6 +87,7 @@ func (s *Server) routes() {
 	h("GET /v1/services/{name}", forward.Read, s.handleService)
 	h("POST /v1/services/{name}/scale", forward.Write, s.handleServiceScale)
 	h("POST /v1/services/{name}/update", forward.Write, s.handleServiceUpdate)
+	h("POST /v1/services/{name}/rollback", forward.Write, s.handleServiceRollback)
 	h("DELETE /v1/services/{name}", forward.Write, s.handleServiceRemove)
 	h("GET /v1/services/{name}/tasks", forward.Read, s.handleTasks)
 	h("GET /v1/services/{name}/logs", forward.Read, s.handleServiceLogs)

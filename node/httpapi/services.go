@@ -149,6 +149,28 @@ func (s *Server) handleServiceUpdate(w http.ResponseWriter, r *http.Request, st 
 	writeJSON(w, st.State().Index(), res)
 }
 
+// handleServiceRollback returns a service to its previous spec, rolled out with
+// its rollback settings (service rollback, service update --rollback).
+func (s *Server) handleServiceRollback(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	var req api.ServiceRollbackRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	name, err := serviceName(r, st)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := apply(r, st, &raftstore.ServiceRollback{Name: name, ExpectedVersion: req.Version, At: time.Now().UTC()})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.log.Info("service rollback", "service", name)
+	writeJSON(w, st.State().Index(), res)
+}
+
 func (s *Server) handleServiceRemove(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
 	name, err := serviceName(r, st)
 	if err != nil {
