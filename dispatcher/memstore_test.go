@@ -178,7 +178,31 @@ func (s *memStore) workerStep(at time.Time) bool {
 		case t.DesiredState > api.TaskRunning:
 			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, Status: api.TaskStatus{State: api.TaskShutdown, Message: "shut down", Timestamp: at}})
 		case t.Status.State < api.TaskRunning:
-			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, Status: api.TaskStatus{State: api.TaskRunning, Message: "started", Timestamp: at}})
+			st := api.TaskStatus{State: api.TaskRunning, Message: "started", Timestamp: at}
+			if t.Spec.Health != nil {
+				st.Health = api.HealthStarting // healthStep decides when it passes
+			}
+			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, Status: st})
+		}
+	}
+	s.mu.Unlock()
+	if len(ops) == 0 {
+		return false
+	}
+	s.ApplyTaskOps(context.Background(), ops)
+	return true
+}
+
+// healthStep passes the health check of every running task still starting that
+// pass picks (nil: all); it reports whether it changed anything.
+func (s *memStore) healthStep(at time.Time, pass func(*api.Task) bool) bool {
+	var ops []api.TaskOp
+	s.mu.Lock()
+	for _, t := range sortedTasks(s.tasks) {
+		if t.Status.State == api.TaskRunning && t.Status.Health == api.HealthStarting && (pass == nil || pass(t)) {
+			st := t.Status
+			st.Health, st.Timestamp = api.HealthHealthy, at
+			ops = append(ops, api.TaskOp{Kind: api.TaskOpStatus, TaskID: t.ID, NodeID: t.NodeID, Status: st})
 		}
 	}
 	s.mu.Unlock()

@@ -66,6 +66,7 @@ func (s *sim) converge(t tb, rounds int) {
 		changed := s.orchestrate()
 		changed = s.schedule() || changed
 		changed = s.store.workerStep(s.now) || changed
+		changed = s.store.healthStep(s.now, nil) || changed
 		if !changed {
 			_, _, next := s.orch.plan(s.store.Snapshot(), s.now)
 			if next.IsZero() {
