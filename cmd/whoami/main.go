@@ -17,6 +17,11 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		// For a Docker HEALTHCHECK in an image with no shell and no curl:
+		// CMD ["/whoami", "healthcheck"] asks the server in the same container.
+		os.Exit(healthcheck())
+	}
 	// Under the process engine PORT is a host port on the node address; several
 	// nodes may share one machine (127.0.0.1, 127.0.0.2, ...), so bind that address
 	// alone. In a container PORT is unset and the target port is 80.
@@ -30,11 +35,18 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "task=%s slot=%s node=%s service=%s host=%s\n",
+		fmt.Fprintf(w, "task=%s slot=%s node=%s service=%s host=%s version=%s\n",
 			os.Getenv("SWARMLET_TASK_ID"), os.Getenv("SWARMLET_SLOT"),
-			os.Getenv("SWARMLET_NODE_ID"), os.Getenv("SWARMLET_SERVICE"), host)
+			os.Getenv("SWARMLET_NODE_ID"), os.Getenv("SWARMLET_SERVICE"), host, os.Getenv("WHOAMI_VERSION"))
 	})
+	// WHOAMI_HEALTH=fail makes the health endpoint fail: a version whose health
+	// check fails, for rollout tests.
+	failHealth := os.Getenv("WHOAMI_HEALTH") == "fail"
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		if failHealth {
+			http.Error(w, "unhealthy (WHOAMI_HEALTH=fail)", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -60,4 +72,28 @@ func main() {
 		os.Exit(1)
 	}
 	logger.Info("stopped")
+}
+
+// healthcheck asks this container's server for /health: 0 when it answers 2xx.
+func healthcheck() int {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "80"
+	}
+	host := os.Getenv("SWARMLET_ADDR")
+	if os.Getenv("PORT") == "" || host == "" {
+		host = "127.0.0.1"
+	}
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + net.JoinHostPort(host, port) + "/health")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
 }

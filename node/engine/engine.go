@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"strconv"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -33,6 +35,32 @@ type Instance struct {
 	Err         string
 	Addr        string            // address the task answers on (container IP, or node address)
 	Ports       []api.PortBinding // target port -> host port on the node address
+	HostAddr    string            // the node address host ports are bound on
+	// Health is what the engine's own health check says ("" when it runs none):
+	// Docker's HEALTHCHECK.
+	Health api.Health
+}
+
+// CheckAddr is where a check of the task's target port connects: the host port
+// it is published on, else the task's own address.
+func (in Instance) CheckAddr(target int) string {
+	for _, p := range in.Ports {
+		if p.TargetPort == target && p.HostPort > 0 && (p.Protocol == "" || p.Protocol == "tcp") {
+			host := in.HostAddr
+			if host == "" {
+				host = in.Addr
+			}
+			return net.JoinHostPort(host, strconv.Itoa(p.HostPort))
+		}
+	}
+	return net.JoinHostPort(in.Addr, strconv.Itoa(target))
+}
+
+// CommandHealth is implemented by engines that run a task's health command
+// themselves (Docker's HEALTHCHECK) and report it in Instance.Health; for the
+// others the worker runs the command.
+type CommandHealth interface {
+	RunsHealthCommands() bool
 }
 
 // Config is what every engine needs to know about the node it serves.

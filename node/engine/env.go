@@ -1,7 +1,12 @@
 package engine
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -32,4 +37,27 @@ func Labels(cfg Config, t *api.Task) map[string]string {
 		LabelNode:    cfg.NodeID,
 		LabelSlot:    strconv.FormatUint(t.Slot, 10),
 	}
+}
+
+// LabelStopGrace carries a task's stop grace period on its workload, so a stop
+// (even by a restarted daemon, adopting it) waits as the spec said.
+const LabelStopGrace = "swarmlet.stop-grace"
+
+// StopSignal resolves a spec's stop signal: a name with or without SIG, or a
+// number; "" is SIGTERM.
+func StopSignal(name string) (syscall.Signal, error) {
+	if name == "" {
+		return syscall.SIGTERM, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), nil
+	}
+	n := strings.ToUpper(name)
+	if !strings.HasPrefix(n, "SIG") {
+		n = "SIG" + n
+	}
+	if sig := unix.SignalNum(n); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown stop signal %q: %w", name, ErrRejected)
 }

@@ -173,6 +173,14 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		Env:          engine.TaskEnv(e.cfg, t),
 		Labels:       labels,
 		ExposedPorts: exposed,
+		Healthcheck:  healthConfig(t.Spec.Health),
+		StopSignal:   t.Spec.StopSignal,
+	}
+	if g := t.Spec.StopGracePeriod; g != nil {
+		// Docker's own stop (docker stop, a daemon shutdown) waits as long as ours.
+		secs := int(g.Round(time.Second) / time.Second)
+		config.StopTimeout = &secs
+		labels[engine.LabelStopGrace] = g.String()
 	}
 	hostConfig := &container.HostConfig{
 		PortBindings: bindings,
@@ -223,7 +231,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	if err != nil {
 		return engine.Instance{}, fmt.Errorf("start task %s: inspect container: %w", t.ID, err)
 	}
-	inst := instanceFromInspect(info)
+	inst := e.instanceFromInspect(info)
 	e.log.Info("started task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot,
 		"container", shortID(resp.ID), "image", t.Spec.Image, "addr", inst.Addr, "ports", inst.Ports)
 	return inst, nil
@@ -240,7 +248,7 @@ func (e *Engine) existing(ctx context.Context, name, taskID string) (engine.Inst
 	if err != nil {
 		return engine.Instance{}, false, fmt.Errorf("inspect container %s: %w", name, err)
 	}
-	inst := instanceFromInspect(info)
+	inst := e.instanceFromInspect(info)
 	if inst.TaskID == taskID && inst.NodeID == e.cfg.NodeID && inst.State == api.TaskRunning {
 		return inst, true, nil
 	}
@@ -251,6 +259,42 @@ func (e *Engine) existing(ctx context.Context, name, taskID string) (engine.Inst
 		return engine.Instance{}, false, fmt.Errorf("remove stale container %s: %w", name, err)
 	}
 	return engine.Instance{}, false, nil
+}
+
+// healthConfig is Docker's HEALTHCHECK for the spec's health check: nil keeps the
+// image's own; given intervals without a test override the image's; Disable turns
+// every check off (--no-healthcheck). HTTP and TCP checks are the worker's.
+func healthConfig(h *api.HealthCheck) *container.HealthConfig {
+	if h == nil {
+		return nil
+	}
+	if h.Disable {
+		return &container.HealthConfig{Test: []string{"NONE"}}
+	}
+	if len(h.Test) == 0 && h.WorkerChecks() {
+		return nil // the settings are for the worker's check
+	}
+	if len(h.Test) == 0 && h.Interval == 0 && h.Timeout == 0 && h.StartPeriod == 0 && h.Retries == 0 {
+		return nil
+	}
+	return &container.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout, StartPeriod: h.StartPeriod, Retries: h.Retries}
+}
+
+// RunsHealthCommands implements engine.CommandHealth: Docker runs HEALTHCHECK.
+func (e *Engine) RunsHealthCommands() bool { return true }
+
+// healthOf reads a container's health from its list status ("Up 3 seconds
+// (healthy)"), which is what `docker ps` shows, without an inspect per container.
+func healthOf(status string) api.Health {
+	switch {
+	case strings.HasSuffix(status, "(health: starting)"):
+		return api.HealthStarting
+	case strings.HasSuffix(status, "(unhealthy)"):
+		return api.HealthUnhealthy
+	case strings.HasSuffix(status, "(healthy)"):
+		return api.HealthHealthy
+	}
+	return ""
 }
 
 // startRejected tells a container that cannot start here (its command does not
@@ -280,7 +324,9 @@ func (e *Engine) nodeFilter(extra ...filters.KeyValuePair) filters.Args {
 	return args
 }
 
-// Stop implements engine.Engine: SIGTERM, SIGKILL after StopTimeout, then removal.
+// Stop implements engine.Engine: the stop signal (SIGTERM unless the spec named
+// another), SIGKILL after the task's stop grace period (else StopTimeout), then
+// removal.
 func (e *Engine) Stop(ctx context.Context, taskID string) error {
 	cs, err := e.cli.ContainerList(ctx, container.ListOptions{
 		All:     true,
@@ -291,7 +337,11 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 	}
 	for _, c := range cs {
 		if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
-			secs := int(e.stopTimeout().Round(time.Second) / time.Second)
+			grace := e.stopTimeout()
+			if g, err := time.ParseDuration(c.Labels[engine.LabelStopGrace]); err == nil {
+				grace = g // the task's own, from its spec
+			}
+			secs := int(grace.Round(time.Second) / time.Second)
 			if err := e.cli.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
 				// Removal with force kills it anyway; say why the grace was lost.
 				e.log.Warn("graceful stop failed", "task", taskID, "container", shortID(c.ID), "err", err)
@@ -319,7 +369,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
-			out = append(out, instanceFromSummary(c))
+			out = append(out, e.instanceFromSummary(c))
 		default:
 			info, err := e.cli.ContainerInspect(ctx, c.ID)
 			if cerrdefs.IsNotFound(err) {
@@ -328,7 +378,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 			if err != nil {
 				return nil, fmt.Errorf("list containers: inspect %s: %w", shortID(c.ID), err)
 			}
-			out = append(out, instanceFromInspect(info))
+			out = append(out, e.instanceFromInspect(info))
 		}
 	}
 	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
@@ -344,9 +394,11 @@ func baseInstance(id string, labels map[string]string) engine.Instance {
 	}
 }
 
-func instanceFromSummary(c container.Summary) engine.Instance {
+func (e *Engine) instanceFromSummary(c container.Summary) engine.Instance {
 	inst := baseInstance(c.ID, c.Labels)
+	inst.HostAddr = e.cfg.NodeAddr
 	inst.State = api.TaskRunning
+	inst.Health = healthOf(c.Status)
 	if c.NetworkSettings != nil {
 		inst.Addr = networkIP(c.NetworkSettings.Networks)
 	}
@@ -365,12 +417,13 @@ func instanceFromSummary(c container.Summary) engine.Instance {
 	return inst
 }
 
-func instanceFromInspect(info container.InspectResponse) engine.Instance {
+func (e *Engine) instanceFromInspect(info container.InspectResponse) engine.Instance {
 	var labels map[string]string
 	if info.Config != nil {
 		labels = info.Config.Labels
 	}
 	inst := baseInstance(info.ID, labels)
+	inst.HostAddr = e.cfg.NodeAddr
 	if info.NetworkSettings != nil {
 		inst.Addr = networkIP(info.NetworkSettings.Networks)
 		seen := map[api.PortBinding]bool{}
@@ -398,6 +451,9 @@ func instanceFromInspect(info container.InspectResponse) engine.Instance {
 	switch st.Status {
 	case container.StateRunning, container.StatePaused, container.StateRestarting:
 		inst.State = api.TaskRunning
+		if st.Health != nil {
+			inst.Health = dockerHealth(st.Health.Status)
+		}
 	case container.StateCreated:
 		// Between create and start, or left so by a worker that died in between;
 		// Start removes and recreates such a container.
@@ -422,6 +478,18 @@ func instanceFromInspect(info container.InspectResponse) engine.Instance {
 
 // networkIP is the container's address: on the default bridge if it is there, else
 // on the first network by name (a stable choice).
+func dockerHealth(s string) api.Health {
+	switch s {
+	case container.Starting:
+		return api.HealthStarting
+	case container.Healthy:
+		return api.HealthHealthy
+	case container.Unhealthy:
+		return api.HealthUnhealthy
+	}
+	return ""
+}
+
 func networkIP(nets map[string]*network.EndpointSettings) string {
 	if n := nets["bridge"]; n != nil && n.IPAddress != "" {
 		return n.IPAddress
@@ -462,6 +530,9 @@ func (e *Engine) Changes(ctx context.Context) <-chan string {
 					filters.Arg("event", string(events.ActionDie)),
 					filters.Arg("event", string(events.ActionOOM)),
 					filters.Arg("event", string(events.ActionDestroy)),
+					// "health_status: healthy" and friends: Docker matches the part
+					// before the colon.
+					filters.Arg("event", string(events.ActionHealthStatus)),
 				),
 			}
 			sctx, cancel := context.WithCancel(ctx)

@@ -175,6 +175,10 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		e.mu.Unlock()
 	}()
 
+	sig, err := engine.StopSignal(t.Spec.StopSignal)
+	if err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
 	path, err := exec.LookPath(t.Spec.Image)
 	if err != nil {
 		return engine.Instance{}, fmt.Errorf("start task %s: program %q not found or not executable (PATH=%s): %w",
@@ -250,6 +254,8 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			StartedAt:   time.Now(),
 			Addr:        e.cfg.NodeAddr,
 			Ports:       ports,
+			StopSignal:  int(sig),
+			StopGrace:   t.Spec.StopGracePeriod,
 		},
 	}
 	if err := e.writeRecord(tk.rec); err != nil {
@@ -356,8 +362,9 @@ func (e *Engine) pollAdopted() {
 	}
 }
 
-// Stop implements engine.Engine: SIGTERM to the process group, SIGKILL after
-// StopTimeout (or when ctx ends), then the record and the log are removed.
+// Stop implements engine.Engine: the stop signal (SIGTERM unless the spec names
+// another) to the process group, SIGKILL after the spec's stop grace period (else
+// StopTimeout) or when ctx ends, then the record and the log are removed.
 func (e *Engine) Stop(ctx context.Context, taskID string) error {
 	e.mu.Lock()
 	tk := e.tasks[taskID]
@@ -408,11 +415,18 @@ func (e *Engine) kill(ctx context.Context, tk *task) error {
 	if grace <= 0 {
 		grace = DefaultStopTimeout
 	}
-	if err := killGroup(rec.PGID, syscall.SIGTERM); err != nil {
+	if rec.StopGrace != nil {
+		grace = *rec.StopGrace
+	}
+	sig := syscall.SIGTERM
+	if rec.StopSignal > 0 {
+		sig = syscall.Signal(rec.StopSignal)
+	}
+	if err := killGroup(rec.PGID, sig); err != nil {
 		return err
 	}
 	if !e.waitExit(ctx, tk, grace) {
-		e.log.Info("task ignored SIGTERM, killing", "task", rec.TaskID, "pid", rec.PID, "grace", grace)
+		e.log.Info("task outlived its stop grace period, killing", "task", rec.TaskID, "pid", rec.PID, "signal", sig, "grace", grace)
 		if err := killGroup(rec.PGID, syscall.SIGKILL); err != nil {
 			return err
 		}
@@ -477,6 +491,7 @@ func (tk *task) instanceLocked() engine.Instance {
 		ID:          strconv.Itoa(r.PID),
 		State:       api.TaskRunning,
 		Addr:        r.Addr,
+		HostAddr:    r.Addr,
 		Ports:       slices.Clone(r.Ports),
 	}
 	if r.Exited {

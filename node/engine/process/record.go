@@ -26,6 +26,10 @@ type record struct {
 	StartedAt  time.Time         `json:"started_at"`
 	Addr       string            `json:"addr"`
 	Ports      []api.PortBinding `json:"ports,omitempty"`
+	// StopSignal and StopGrace are the spec's: Stop sends the signal, waits the
+	// grace, then kills (unset: SIGTERM and the engine's StopTimeout).
+	StopSignal int            `json:"stop_signal,omitempty"`
+	StopGrace  *time.Duration `json:"stop_grace,omitempty"`
 
 	// Set once the process is known to have exited.
 	Exited     bool      `json:"exited,omitempty"`
