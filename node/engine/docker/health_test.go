@@ -40,16 +40,19 @@ func TestHealthFromDocker(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	waitFor(t, 20*time.Second, "health events for both", func() bool {
+	var g, b engine.Instance
+	deadline := time.After(30 * time.Second)
+	for g.Health != api.HealthHealthy || b.Health != api.HealthUnhealthy || !seen[good.ID] || !seen[bad.ID] {
 		select {
 		case id := <-changes:
 			seen[id] = true
-		default:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("health: good %q bad %q, changes seen %v", g.Health, b.Health, seen)
 		}
-		g, _ := find(t, e, good.ID)
-		b, _ := find(t, e, bad.ID)
-		return g.Health == api.HealthHealthy && b.Health == api.HealthUnhealthy && seen[good.ID] && seen[bad.ID]
-	})
+		g, _ = find(t, e, good.ID)
+		b, _ = find(t, e, bad.ID)
+	}
 }
 
 func TestHealthConfig(t *testing.T) {
