@@ -47,7 +47,11 @@ type Agent struct {
 	assigned map[string]*api.Task // by task ID, from the last session answer
 	synced   bool                 // got at least one answer: safe to remove strays
 	starting map[string]bool
-	reported map[string]api.TaskState
+	reported map[string]reported
+	checks   map[string]*healthCheck // worker-run health checks, by task ID
+	// ended holds the status to report for a workload the worker itself ended
+	// (a failed health check), rather than the exit code the kill caused.
+	ended map[string]api.TaskStatus
 
 	wake    chan struct{}
 	reports chan api.TaskOp
@@ -63,7 +67,8 @@ func New(cfg Config) *Agent {
 		cfg.Clock = time.Now
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
-		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]api.TaskState{},
+		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]reported{},
+		checks: map[string]*healthCheck{}, ended: map[string]api.TaskStatus{},
 		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
 }
 
@@ -183,6 +188,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	if !synced {
 		return nil // never act before we know what we own: adoption depends on it
 	}
+	live := map[string]bool{} // tasks running and meant to: their checks go on
 	for _, t := range assigned {
 		in, exists := byTask[t.ID]
 		if t.DesiredState > api.TaskRunning {
@@ -193,10 +199,15 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			}
 			continue
 		}
-		if t.Status.State.Terminal() {
-			continue
+		if t.Status.State.Terminal() || t.DesiredState < api.TaskRunning {
+			continue // a held task (desired ready) is not started yet
 		}
+		a.mu.Lock()
+		ended, endedByUs := a.ended[t.ID]
+		a.mu.Unlock()
 		switch {
+		case endedByUs && (!exists || in.State != api.TaskRunning):
+			a.report(t.ID, ended)
 		case !exists:
 			if t.Status.State >= api.TaskRunning {
 				a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "workload disappeared", Err: "its " + a.cfg.Engine.Name() + " workload no longer exists"})
@@ -204,14 +215,22 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			}
 			a.startAsync(ctx, t)
 		case in.State == api.TaskRunning:
-			if t.Status.State < api.TaskRunning {
-				// Adopted after a restart, or our RUNNING report was lost.
-				a.report(t.ID, runningStatus(in))
+			a.ensureCheck(ctx, t, in)
+			st := a.runningStatus(t, in)
+			if t.Status.State < api.TaskRunning || t.Status.Health != st.Health {
+				// Adopted after a restart, our RUNNING report was lost, or the
+				// task's health changed.
+				a.report(t.ID, st)
 			}
+			if st.Health == api.HealthUnhealthy {
+				a.endUnhealthy(ctx, t)
+			}
+			live[t.ID] = true
 		default:
 			a.report(t.ID, exitStatus(in))
 		}
 	}
+	a.dropChecks(live)
 	for id, in := range byTask {
 		if _, ok := assigned[id]; !ok {
 			a.log.Info("removing workload no longer assigned", "task", id, "id", in.ID)
@@ -224,6 +243,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	for id := range a.reported {
 		if _, ok := assigned[id]; !ok {
 			delete(a.reported, id)
+			delete(a.ended, id)
 		}
 	}
 	a.mu.Unlock()
@@ -278,12 +298,19 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 			a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "start failed", Err: err.Error()})
 		default:
 			a.log.Info("task started", "task", t.ID, "service", t.ServiceName, "slot", t.Slot, "id", in.ID)
-			a.report(t.ID, runningStatus(in))
+			a.report(t.ID, a.runningStatus(t, in))
+			a.poke() // start its health check
 		}
 	}()
 }
 
 func (a *Agent) stopAsync(ctx context.Context, taskID string, state api.TaskState, msg string) {
+	a.stopThen(ctx, taskID, api.TaskStatus{State: state, Message: msg})
+}
+
+// stopThen stops a task's workload (the engine waits out its stop grace period)
+// and then reports final.
+func (a *Agent) stopThen(ctx context.Context, taskID string, final api.TaskStatus) {
 	a.mu.Lock()
 	if a.starting["stop:"+taskID] {
 		a.mu.Unlock()
@@ -302,18 +329,25 @@ func (a *Agent) stopAsync(ctx context.Context, taskID string, state api.TaskStat
 			return
 		}
 		a.log.Info("task stopped", "task", taskID)
-		a.report(taskID, api.TaskStatus{State: state, Message: msg})
+		a.report(taskID, final)
 	}()
 }
 
-// report queues a status change unless the same state was already reported.
+// reported is what the agent last said of a task.
+type reported struct {
+	state  api.TaskState
+	health api.Health
+}
+
+// report queues a status change unless it says nothing new: an earlier state, or
+// the same state and health again.
 func (a *Agent) report(taskID string, st api.TaskStatus) {
 	a.mu.Lock()
-	if prev, ok := a.reported[taskID]; ok && prev >= st.State {
+	if prev, ok := a.reported[taskID]; ok && (prev.state > st.State || prev.state == st.State && prev.health == st.Health) {
 		a.mu.Unlock()
 		return
 	}
-	a.reported[taskID] = st.State
+	a.reported[taskID] = reported{st.State, st.Health}
 	a.mu.Unlock()
 	st.Timestamp = a.cfg.Clock().UTC()
 	a.reports <- api.TaskOp{Kind: api.TaskOpStatus, TaskID: taskID, NodeID: a.cfg.NodeID, Status: st}

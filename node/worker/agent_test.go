@@ -13,19 +13,32 @@ import (
 	"github.com/swarmlet/swarmlet/node/engine"
 )
 
-// fakeEngine is an engine with fault knobs: a start error per image, and exits
-// triggered by the test.
+// fakeEngine is an engine with fault knobs: a start error per image, exits
+// triggered by the test, and a health check of its own (as Docker's) that passes
+// or fails after a number of looks.
 type fakeEngine struct {
 	mu       sync.Mutex
 	running  map[string]engine.Instance
 	starts   map[string]int
+	stops    map[string]int
 	startErr map[string]error // by image
-	changes  chan string
+	// healthyAfter / unhealthyAfter: by image, the engine's own check of a task
+	// reports starting, then healthy (or unhealthy) from the Nth List on.
+	healthyAfter, unhealthyAfter map[string]int
+	looks                        map[string]int // List calls since each task started
+	images                       map[string]string
+	addr                         string // Instance.Addr and HostAddr ("127.0.0.1")
+	ports                        []api.PortBinding
+	changes                      chan string
 }
 
 func newFakeEngine() *fakeEngine {
-	return &fakeEngine{running: map[string]engine.Instance{}, starts: map[string]int{}, startErr: map[string]error{}, changes: make(chan string, 100)}
+	return &fakeEngine{running: map[string]engine.Instance{}, starts: map[string]int{}, stops: map[string]int{}, startErr: map[string]error{},
+		healthyAfter: map[string]int{}, unhealthyAfter: map[string]int{}, looks: map[string]int{}, images: map[string]string{},
+		addr: "127.0.0.1", changes: make(chan string, 100)}
 }
+
+func (f *fakeEngine) RunsHealthCommands() bool { return false }
 
 func (f *fakeEngine) Name() string { return "fake" }
 
@@ -36,7 +49,9 @@ func (f *fakeEngine) Start(_ context.Context, t *api.Task) (engine.Instance, err
 	if err := f.startErr[t.Spec.Image]; err != nil {
 		return engine.Instance{}, err
 	}
-	in := engine.Instance{TaskID: t.ID, ID: "c-" + t.ID, State: api.TaskRunning, Addr: "127.0.0.1"}
+	in := engine.Instance{TaskID: t.ID, ID: "c-" + t.ID, State: api.TaskRunning, Addr: f.addr, HostAddr: f.addr, Ports: f.ports}
+	f.images[t.ID], f.looks[t.ID] = t.Spec.Image, 0
+	in.Health = f.healthLocked(t.ID)
 	f.running[t.ID] = in
 	return in, nil
 }
@@ -45,14 +60,34 @@ func (f *fakeEngine) Stop(_ context.Context, taskID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.running, taskID)
+	f.stops[taskID]++
 	return nil
+}
+
+// healthLocked is the engine's own check of a task as its knobs say.
+func (f *fakeEngine) healthLocked(taskID string) api.Health {
+	img, n := f.images[taskID], f.looks[taskID]
+	switch {
+	case f.unhealthyAfter[img] > 0 && n >= f.unhealthyAfter[img]:
+		return api.HealthUnhealthy
+	case f.healthyAfter[img] > 0 && n >= f.healthyAfter[img]:
+		return api.HealthHealthy
+	case f.unhealthyAfter[img] > 0 || f.healthyAfter[img] > 0:
+		return api.HealthStarting
+	}
+	return ""
 }
 
 func (f *fakeEngine) List(context.Context) ([]engine.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []engine.Instance
-	for _, in := range f.running {
+	for id, in := range f.running {
+		if in.State == api.TaskRunning {
+			f.looks[id]++
+			in.Health = f.healthLocked(id)
+			f.running[id] = in
+		}
 		out = append(out, in)
 	}
 	return out, nil
@@ -89,6 +124,7 @@ type fakeManager struct {
 	removed bool
 	wake    chan struct{}
 	status  map[string]api.TaskStatus
+	history map[string][]api.TaskStatus // every report, in order
 }
 
 func newFakeManager() *fakeManager {
@@ -139,6 +175,9 @@ func (m *fakeManager) ReportStatus(_ context.Context, rep api.StatusReport) erro
 	for _, op := range rep.Ops {
 		if op.Status.State >= m.status[op.TaskID].State {
 			m.status[op.TaskID] = op.Status
+		}
+		if m.history != nil {
+			m.history[op.TaskID] = append(m.history[op.TaskID], op.Status)
 		}
 	}
 	return nil
