@@ -226,4 +226,3 @@ func (a *Agent) endUnhealthy(ctx context.Context, t *api.Task) {
 	}
 	a.stopThen(ctx, t.ID, final)
 }
-
