@@ -20,7 +20,8 @@ import (
 
 func newServiceCmd() *cobra.Command {
 	c := newGroup("service", "Manage services")
-	c.AddCommand(newServiceCreate(), newServiceLs(), newServicePs(), newServiceInspect(), newServiceScale(), newServiceRm(), newServiceLogs())
+	c.AddCommand(newServiceCreate(), newServiceLs(), newServicePs(), newServiceInspect(), newServiceScale(), newServiceRm(), newServiceLogs(),
+		newServiceUpdate(), newServiceRollback())
 	return c
 }
 
@@ -71,6 +72,7 @@ func newServiceCreate() *cobra.Command {
 		limCPU, limMem, resCPU, resMem, restartWait string
 		detach                                      bool
 		maxAttempts                                 uint64
+		dep                                         deployFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -130,6 +132,9 @@ func newServiceCreate() *cobra.Command {
 				}
 				spec.RestartPolicy.Delay = &d
 			}
+			if err := dep.apply(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -169,6 +174,7 @@ func newServiceCreate() *cobra.Command {
 	f.StringVar(&restartWait, "restart-delay", "", "fixed wait before replacing a finished task (default: at once, then a backoff after quick crashes in a row)")
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
+	dep.register(f)
 	_ = c.MarkFlagRequired("name")
 	return c
 }
@@ -342,6 +348,9 @@ type serviceRow struct {
 	Desired  uint64   `json:"desired"`
 	VIP      string   `json:"vip,omitempty"`
 	PortList []string `json:"port_list,omitempty"`
+	// Update is the rolling update's state (updating, paused, completed, ...).
+	Update        string `json:"update,omitempty"`
+	UpdateMessage string `json:"update_message,omitempty"`
 }
 
 func portsString(ps []api.PortConfig) []string {
@@ -358,10 +367,10 @@ func portsString(ps []api.PortConfig) []string {
 
 func newServiceLs() *cobra.Command {
 	l := listing[serviceRow]{
-		header: "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS",
+		header: "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS\tUPDATE",
 		id:     func(r serviceRow) string { return r.ID },
 		line: func(r serviceRow) string {
-			return strings.Join([]string{r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports}, "\t")
+			return strings.Join([]string{r.ID, r.Name, r.Mode, r.Replicas, r.Image, r.Ports, r.Update}, "\t")
 		},
 	}
 	c := &cobra.Command{
@@ -382,8 +391,12 @@ func newServiceLs() *cobra.Command {
 			rows := make([]serviceRow, 0, len(svcs))
 			for _, s := range svcs {
 				ports := portsString(s.Ports)
-				rows = append(rows, serviceRow{ID: s.ID, Name: s.Spec.Name, Mode: string(s.Spec.Mode), Replicas: fmt.Sprintf("%d/%d", s.Running, s.Desired),
-					Image: s.Spec.Image, Ports: strings.Join(ports, ","), Running: s.Running, Desired: s.Desired, VIP: s.VIP, PortList: ports})
+				row := serviceRow{ID: s.ID, Name: s.Spec.Name, Mode: string(s.Spec.Mode), Replicas: fmt.Sprintf("%d/%d", s.Running, s.Desired),
+					Image: s.Spec.Image, Ports: strings.Join(ports, ","), Running: s.Running, Desired: s.Desired, VIP: s.VIP, PortList: ports}
+				if u := s.UpdateStatus; u != nil {
+					row.Update, row.UpdateMessage = string(u.State), u.Message
+				}
+				rows = append(rows, row)
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},
@@ -403,6 +416,10 @@ type taskRow struct {
 	Slot    uint64 `json:"slot"`
 	Since   string `json:"since,omitempty"`
 	Ports   string `json:"ports,omitempty"`
+	// Health is the task's health check verdict (starting, healthy, unhealthy).
+	Health      string `json:"health,omitempty"`
+	SpecVersion uint64 `json:"spec_version"`
+	Image       string `json:"image"`
 }
 
 func newServicePs() *cobra.Command {
@@ -416,7 +433,11 @@ func newServicePs() *cobra.Command {
 			if n == "" {
 				n = r.Node
 			}
-			return strings.Join([]string{r.ID, r.Name, n, r.Desired, r.Current, r.Error}, "\t")
+			cur := r.Current
+			if r.Health != "" && r.Health != string(api.HealthNone) {
+				cur += " (" + r.Health + ")"
+			}
+			return strings.Join([]string{r.ID, r.Name, n, r.Desired, cur, r.Error}, "\t")
 		},
 	}
 	c := &cobra.Command{
@@ -447,12 +468,16 @@ func newServicePs() *cobra.Command {
 				if t.Status.State == api.TaskPending {
 					errText = t.PendingReason
 				}
+				if t.DesiredState == api.TaskReady {
+					errText = t.Status.Message // why it waits (a restart backoff) and until when
+				}
 				var ports []string
 				for _, p := range t.Status.Ports {
 					ports = append(ports, fmt.Sprintf("%d->%d/%s", p.HostPort, p.TargetPort, p.Protocol))
 				}
 				rows = append(rows, taskRow{ID: t.ID, Name: taskName(&t), Node: t.NodeID, Desired: t.DesiredState.String(), Current: t.Status.State.String(),
-					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ",")})
+					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ","),
+					Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Image: t.Spec.Image})
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},
