@@ -24,6 +24,7 @@ func waitRollout(ctx context.Context, cl *client.Client, name string, version ui
 	tty := isTerminal(out)
 	var index uint64
 	last, drawn := "", 0
+	reason := "" // why the cluster rolled the update back, once it did
 	for {
 		tasks, idx, err := cl.Tasks(ctx, name, index, 5*time.Second)
 		if err != nil {
@@ -46,9 +47,12 @@ func waitRollout(ctx context.Context, cl *client.Client, name string, version ui
 			continue
 		}
 		st := svc.UpdateStatus
-		autoRollback := svc.SpecVersion == version+1 && !isRollback && st != nil && st.State.Rollback() && strings.HasPrefix(st.Message, "update rolled back")
+		autoRollback := svc.SpecVersion == version+1 && !isRollback && st != nil && st.State.Rollback() && strings.Contains(st.Message, "update rolled back")
 		if st == nil || (svc.SpecVersion != version && !autoRollback) {
 			return fmt.Errorf("%s: the service was changed again meanwhile (now at spec version %d); follow it with 'swarmlet service inspect %s'", name, svc.SpecVersion, name)
+		}
+		if autoRollback && st.State == api.UpdateRollbackStarted {
+			reason = st.Message
 		}
 		p := rolloutProgress(svc, tasks)
 		line := fmt.Sprintf("%s: %s: %d/%d updated, %d updating, %d serving", name, st.State, p.updated, p.slots, p.updating, p.serving)
@@ -77,7 +81,7 @@ func waitRollout(ctx context.Context, cl *client.Client, name string, version ui
 			return nil
 		case api.UpdateRollbackCompleted:
 			if autoRollback {
-				return fmt.Errorf("%s: %s", name, st.Message)
+				return fmt.Errorf("%s: %s", name, firstNonEmpty(reason, st.Message))
 			}
 			fmt.Fprintf(out, "%s: rollback completed\n", name)
 			return nil

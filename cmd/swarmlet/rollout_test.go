@@ -231,12 +231,12 @@ func TestRollingUpdateProcessEngine(t *testing.T) {
 	// An update whose new tasks never pass their health check rolls back by itself.
 	start = time.Now()
 	_, errOut, err = c.cli(1, "service", "update", "--env-add", "WHOAMI_VERSION=C", "--env-add", "WHOAMI_HEALTH=fail", "web")
-	t.Logf("failing update rolled back after %v: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(errOut))
+	t.Logf("failing update rolled back after %v; the CLI said:\n%s", time.Since(start).Round(time.Millisecond), errOut)
 	if err == nil || !strings.Contains(errOut, "rolled back") {
 		t.Fatalf("an update to a failing version: %v %q", err, errOut)
 	}
 	got := c.service(1, "web")
-	if got.UpdateStatus == nil || got.UpdateStatus.State != "rollback_completed" || !strings.Contains(got.UpdateStatus.Message, "unhealthy") {
+	if got.UpdateStatus == nil || got.UpdateStatus.State != "rollback_completed" || !strings.Contains(got.UpdateStatus.Message, "health check failed") {
 		t.Fatalf("after the failing update: %+v", got.UpdateStatus)
 	}
 	for _, e := range got.Spec.Env {

@@ -193,7 +193,14 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		in, exists := byTask[t.ID]
 		if t.DesiredState > api.TaskRunning {
 			if exists && in.State == api.TaskRunning {
-				a.stopAsync(ctx, t.ID, api.TaskShutdown, "shut down")
+				drain := time.Duration(0)
+				if t.Status.State == api.TaskRunning && healthOK(t.Status.Health) {
+					// It served until this change took it out of DNS and the VIP:
+					// give every node's balancer a moment to hear that before the
+					// task stops accepting, or a connection made meanwhile fails.
+					drain = min(DrainDelay, t.Spec.StopGrace())
+				}
+				a.stopThen(ctx, t.ID, api.TaskStatus{State: api.TaskShutdown, Message: "shut down"}, drain)
 			} else if !t.Status.State.Terminal() {
 				a.report(t.ID, api.TaskStatus{State: api.TaskShutdown, Message: "shut down"})
 			}
@@ -304,13 +311,15 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 	}()
 }
 
-func (a *Agent) stopAsync(ctx context.Context, taskID string, state api.TaskState, msg string) {
-	a.stopThen(ctx, taskID, api.TaskStatus{State: state, Message: msg})
-}
+// DrainDelay is how long a task that was serving keeps running after it left the
+// endpoint table, before its stop signal: the table reaches every node's balancer
+// within milliseconds, and a connection made to a task that stops accepting fails.
+// (Kubernetes users add a preStop sleep for the same reason.)
+var DrainDelay = 500 * time.Millisecond
 
-// stopThen stops a task's workload (the engine waits out its stop grace period)
-// and then reports final.
-func (a *Agent) stopThen(ctx context.Context, taskID string, final api.TaskStatus) {
+// stopThen stops a task's workload after drain (the engine then waits out its
+// stop grace period) and reports final.
+func (a *Agent) stopThen(ctx context.Context, taskID string, final api.TaskStatus, drain time.Duration) {
 	a.mu.Lock()
 	if a.starting["stop:"+taskID] {
 		a.mu.Unlock()
@@ -324,6 +333,13 @@ func (a *Agent) stopThen(ctx context.Context, taskID string, final api.TaskStatu
 			delete(a.starting, "stop:"+taskID)
 			a.mu.Unlock()
 		}()
+		if drain > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(drain):
+			}
+		}
 		if err := a.cfg.Engine.Stop(ctx, taskID); err != nil {
 			a.log.Warn("stop task", "task", taskID, "err", err)
 			return

@@ -88,6 +88,8 @@ func portEnv(in engine.Instance) []string {
 	return env
 }
 
+func healthOK(h api.Health) bool { return h == "" || h == api.HealthNone || h == api.HealthHealthy }
+
 func probeHTTP(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -224,5 +226,5 @@ func (a *Agent) endUnhealthy(ctx context.Context, t *api.Task) {
 	if !already {
 		a.log.Warn("stopping unhealthy task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot, "err", why)
 	}
-	a.stopThen(ctx, t.ID, final)
+	a.stopThen(ctx, t.ID, final, 0) // it fails its check: no use keeping it
 }
