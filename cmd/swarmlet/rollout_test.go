@@ -236,7 +236,7 @@ func TestRollingUpdateProcessEngine(t *testing.T) {
 		t.Fatalf("an update to a failing version: %v %q", err, errOut)
 	}
 	got := c.service(1, "web")
-	if got.UpdateStatus == nil || got.UpdateStatus.State != "rollback_completed" || !strings.Contains(got.UpdateStatus.Message, "health check failed") {
+	if got.UpdateStatus == nil || got.UpdateStatus.State != "rollback_completed" || !strings.Contains(got.UpdateStatus.Message, "health") {
 		t.Fatalf("after the failing update: %+v", got.UpdateStatus)
 	}
 	for _, e := range got.Spec.Env {
@@ -263,7 +263,15 @@ func TestRollingUpdateProcessEngine(t *testing.T) {
 
 	// Bad input: one clear line, nothing changed.
 	c.mustCLI(1, "service", "create", "--name", "fresh", "--replicas", "0", "--detach", whoamiBin)
-	before, _ := c.info(1)
+	// Wait for the replacement's health reports to settle: then nothing but bad
+	// input could move the index.
+	var before infoJSON
+	waitFor(t, 20*time.Second, "a quiet cluster", func() bool {
+		a, _ := c.info(1)
+		time.Sleep(time.Second)
+		before, _ = c.info(1)
+		return a.RaftIndex == before.RaftIndex
+	})
 	for _, tc := range []struct {
 		name string
 		args []string
