@@ -104,6 +104,8 @@ func newReconciler(svc *api.Service, nodes []*api.Node, now time.Time, newID fun
 }
 
 func (r *reconciler) replicated(tasks []*api.Task) {
+	r.state = make(map[string]api.TaskState, len(tasks))
+	r.slots = make([]slotState, 0, r.svc.Spec.Replicas)
 	bySlot := map[uint64][]*api.Task{}
 	for _, t := range tasks {
 		bySlot[t.Slot] = append(bySlot[t.Slot], t)
@@ -141,6 +143,8 @@ func (r *reconciler) replicated(tasks []*api.Task) {
 }
 
 func (r *reconciler) global(tasks []*api.Task) {
+	r.state = make(map[string]api.TaskState, len(tasks))
+	r.slots = make([]slotState, 0, len(r.nodes))
 	byNode := map[string][]*api.Task{}
 	for _, t := range tasks {
 		id := pinnedNode(t)
@@ -211,8 +215,11 @@ func (r *reconciler) current(ts []*api.Task) (cur, old *api.Task) {
 			live = append(live, t)
 		}
 	}
-	if len(live) == 0 {
+	switch len(live) {
+	case 0:
 		return nil, nil
+	case 1:
+		return live[0], nil // the usual case: nothing to choose between
 	}
 	// A rollback makes the newest task of a slot the outdated one: prefer the task
 	// that runs the spec, so a good old task is not stopped for a bad new one.
