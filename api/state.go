@@ -13,6 +13,11 @@ const (
 	TaskNew TaskState = iota
 	TaskPending
 	TaskAssigned
+	// TaskPreparing: the node is getting what the task needs before it can start
+	// (the image: pulled, or fetched from another node); the message says how far.
+	// Inserted between assigned and starting: states travel and persist by name,
+	// so the numbers may move as long as the order holds.
+	TaskPreparing
 	TaskStarting
 	TaskRunning
 	TaskComplete
@@ -22,7 +27,7 @@ const (
 	TaskOrphaned
 )
 
-var taskStateNames = [...]string{"new", "pending", "assigned", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
+var taskStateNames = [...]string{"new", "pending", "assigned", "preparing", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
 
 func (s TaskState) String() string {
 	if s < 0 || int(s) >= len(taskStateNames) {

@@ -122,6 +122,12 @@ type ServiceSpec struct {
 	Limits        Resources         `json:"limits"`
 	Reservations  Resources         `json:"reservations"`
 	RestartPolicy RestartPolicy     `json:"restart_policy"`
+
+	// ImageDigest and ImageID pin Image to exact bits; the manager sets them when
+	// the service is created or its image changes (api/images.go says how), and a
+	// tag moved later changes nothing until then. Tasks run the pinned image.
+	ImageDigest string `json:"image_digest,omitempty"` // registry manifest digest, sha256:...
+	ImageID     string `json:"image_id,omitempty"`     // engine image ID (config digest), sha256:...
 }
 
 // Service is a spec plus what the cluster decided about it.
@@ -156,6 +162,9 @@ type TaskStatus struct {
 	ContainerID string        `json:"container_id,omitempty"` // container ID or PID
 	Addr        string        `json:"addr,omitempty"`         // address the task answers on
 	Ports       []PortBinding `json:"ports,omitempty"`
+	// ImageID is the image the node verified for the task (from preparing on): the
+	// node holds it, so other nodes may fetch it from there.
+	ImageID string `json:"image_id,omitempty"`
 }
 
 // Task is one attempt at running one slot of a service.

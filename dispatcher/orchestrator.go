@@ -229,7 +229,7 @@ func (r *reconciler) keep(cur *api.Task, history []*api.Task, slot uint64, nodeI
 		r.updates = append(r.updates, slotRef{cur, slot, nodeID})
 		return
 	}
-	if st == api.TaskAssigned || st == api.TaskStarting {
+	if st == api.TaskAssigned || st == api.TaskPreparing || st == api.TaskStarting {
 		r.busy = true
 	}
 }

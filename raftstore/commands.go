@@ -90,6 +90,8 @@ type ServiceCreate struct {
 	ID   string          `json:"id"`
 	Spec api.ServiceSpec `json:"spec"`
 	At   time.Time       `json:"at"`
+	// RegistryAuth: the creator's registry credentials (registryauth.go).
+	RegistryAuth string `json:"registry_auth,omitempty"`
 }
 
 // ServiceUpdate replaces a spec if it is still at ExpectedVersion (0: any).
@@ -98,6 +100,8 @@ type ServiceUpdate struct {
 	ExpectedVersion uint64          `json:"expected_version"`
 	Spec            api.ServiceSpec `json:"spec"`
 	At              time.Time       `json:"at"`
+	// RegistryAuth replaces the stored credentials when set.
+	RegistryAuth string `json:"registry_auth,omitempty"`
 }
 
 // ServiceScale sets the replica count, the one change that needs no version check.

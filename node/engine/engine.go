@@ -33,6 +33,7 @@ type Instance struct {
 	Err         string
 	Addr        string            // address the task answers on (container IP, or node address)
 	Ports       []api.PortBinding // target port -> host port on the node address
+	ImageID     string            // the image it runs (docker: sha256:...), "" if none
 }
 
 // Config is what every engine needs to know about the node it serves.

@@ -32,8 +32,8 @@ const DefaultStopTimeout = 10 * time.Second
 
 // Engine runs each task as a container on the local Docker engine (default bridge
 // network). Containers carry the engine.Label* labels; every query filters on this
-// node's ID, because several nodes may share one Docker engine. It never pulls:
-// images must already be present.
+// node's ID, because several nodes may share one Docker engine. Start never pulls:
+// the worker prepares the image first (images.go, node/images).
 type Engine struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
 	// (DefaultStopTimeout if zero). Set it before the first Stop.
@@ -168,7 +168,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		bindings[port] = append(bindings[port], nat.PortBinding{HostIP: e.cfg.NodeAddr, HostPort: host})
 	}
 	config := &container.Config{
-		Image:        t.Spec.Image,
+		Image:        engine.RunImage(t.Spec),
 		Cmd:          t.Spec.Command,
 		Env:          engine.TaskEnv(e.cfg, t),
 		Labels:       labels,
@@ -198,7 +198,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			// "No such image: X": swarmlet never pulls, so this node cannot run it.
+			// "No such image: X": preparing (node/images) did not get it here.
 			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
 		}
 		if cerrdefs.IsInvalidArgument(err) {
@@ -347,6 +347,7 @@ func baseInstance(id string, labels map[string]string) engine.Instance {
 func instanceFromSummary(c container.Summary) engine.Instance {
 	inst := baseInstance(c.ID, c.Labels)
 	inst.State = api.TaskRunning
+	inst.ImageID = c.ImageID
 	if c.NetworkSettings != nil {
 		inst.Addr = networkIP(c.NetworkSettings.Networks)
 	}
@@ -371,6 +372,9 @@ func instanceFromInspect(info container.InspectResponse) engine.Instance {
 		labels = info.Config.Labels
 	}
 	inst := baseInstance(info.ID, labels)
+	if info.ContainerJSONBase != nil {
+		inst.ImageID = info.Image
+	}
 	if info.NetworkSettings != nil {
 		inst.Addr = networkIP(info.NetworkSettings.Networks)
 		seen := map[api.PortBinding]bool{}
