@@ -20,6 +20,13 @@ import (
 // The manager stores them apart from the service; no read ever shows them.
 const RegistryAuthHeader = "X-Registry-Auth"
 
+// Headers of an image archive answer (node to node): what the sending node
+// announces, which the receiver checks the archive against.
+const (
+	ImageIDHeader   = "X-Swarmlet-Image-Id"
+	ImageSizeHeader = "X-Swarmlet-Image-Size"
+)
+
 // ResolveImage modes (the ?resolve_image= of create and update, docker's names):
 // always asks the registry, changed only when the image differs from the
 // current spec's (the default of update), never keeps the name as given.

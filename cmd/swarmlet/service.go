@@ -71,6 +71,7 @@ func newServiceCreate() *cobra.Command {
 		limCPU, limMem, resCPU, resMem, restartWait string
 		detach                                      bool
 		maxAttempts                                 uint64
+		imgFlags                                    imageFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -130,15 +131,22 @@ func newServiceCreate() *cobra.Command {
 			if err := spec.Validate(); err != nil {
 				return err
 			}
+			opt, err := imgFlags.options(spec.Image, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
 			defer cancel()
-			svc, err := retryRefused(ctx, func(ctx context.Context) (api.Service, error) { return cl.CreateService(ctx, spec) })
+			svc, err := retryRefused(ctx, func(ctx context.Context) (api.ServiceCreateAnswer, error) {
+				return cl.CreateServiceWith(ctx, spec, opt)
+			})
 			if err != nil {
 				return err
 			}
+			printWarnings(c.ErrOrStderr(), svc.Warnings)
 			fmt.Fprintln(c.OutOrStdout(), svc.ID)
 			if detach {
 				return nil
@@ -165,6 +173,7 @@ func newServiceCreate() *cobra.Command {
 	f.StringVar(&restartWait, "restart-delay", "5s", "wait before replacing a finished task (docker's default)")
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
+	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c
 }
@@ -209,6 +218,7 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 	tty := isTerminal(out)
 	var index uint64
 	lastLine := ""
+	said := map[string]string{} // task -> last preparing line printed
 	drawn := 0
 	pendingSince := time.Time{}
 	for {
@@ -250,12 +260,24 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 			fmt.Fprintf(out, "\033[2K%s: %d/%d running\n", name, running, desired)
 			drawn++
 			for _, t := range cur {
-				fmt.Fprintf(out, "\033[2K  %s\t%-9s %s\n", taskName(t), t.Status.State, t.Status.Err+t.PendingReason)
+				detail := t.Status.Err + t.PendingReason
+				if t.Status.State == api.TaskPreparing {
+					detail = t.Status.Message
+				}
+				fmt.Fprintf(out, "\033[2K  %s\t%-9s %s\n", taskName(t), t.Status.State, detail)
 				drawn++
 			}
-		} else if line := fmt.Sprintf("%s: %d/%d running", name, running, desired); line != lastLine {
-			fmt.Fprintln(out, line)
-			lastLine = line
+		} else {
+			for _, t := range cur {
+				if l := preparingLine(t); l != "" && said[t.ID] != l {
+					fmt.Fprintln(out, l)
+					said[t.ID] = l
+				}
+			}
+			if line := fmt.Sprintf("%s: %d/%d running", name, running, desired); line != lastLine {
+				fmt.Fprintln(out, line)
+				lastLine = line
+			}
 		}
 		if running == desired && len(cur) == desired && (desired > 0 || svc.Spec.Mode == api.ModeReplicated) {
 			fmt.Fprintf(out, "%s: converged\n", name)
@@ -399,6 +421,8 @@ type taskRow struct {
 	Slot    uint64 `json:"slot"`
 	Since   string `json:"since,omitempty"`
 	Ports   string `json:"ports,omitempty"`
+	// Progress is what a preparing task is doing (pulling or fetching its image).
+	Progress string `json:"progress,omitempty"`
 }
 
 func newServicePs() *cobra.Command {
@@ -412,7 +436,11 @@ func newServicePs() *cobra.Command {
 			if n == "" {
 				n = r.Node
 			}
-			return strings.Join([]string{r.ID, r.Name, n, r.Desired, r.Current, r.Error}, "\t")
+			cur := r.Current
+			if r.Progress != "" {
+				cur += " (" + r.Progress + ")"
+			}
+			return strings.Join([]string{r.ID, r.Name, n, r.Desired, cur, r.Error}, "\t")
 		},
 	}
 	c := &cobra.Command{
@@ -448,7 +476,8 @@ func newServicePs() *cobra.Command {
 					ports = append(ports, fmt.Sprintf("%d->%d/%s", p.HostPort, p.TargetPort, p.Protocol))
 				}
 				rows = append(rows, taskRow{ID: t.ID, Name: taskName(&t), Node: t.NodeID, Desired: t.DesiredState.String(), Current: t.Status.State.String(),
-					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ",")})
+					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ","),
+					Progress: preparingProgress(&t)})
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},
