@@ -54,7 +54,7 @@ func (m *Manager) Archive(ctx context.Context, ref string) (io.ReadCloser, api.I
 	var r io.Reader = rc
 	if m.corrupt.Add(-1) >= 0 {
 		m.log.Warn("test hook: corrupting this image transfer", "image", short(info.ID))
-		r = &corrupter{r: rc, at: 64<<10 + 123}
+		r = &corrupter{r: rc, at: min(64<<10+123, info.Size/2)}
 	}
 	return &upload{Reader: r, c: rc, release: release}, info, nil
 }
