@@ -148,6 +148,21 @@ type want struct {
 	service string
 }
 
+// display is the image as progress messages name it: as the user wrote it, with
+// the pinned digest abbreviated.
+func (w want) display() string {
+	if w.digest != "" && !strings.Contains(w.name, "@") {
+		return w.name + " (" + short(w.digest) + ")"
+	}
+	return w.name
+}
+
+// daemonless drops the "Error response from daemon: " Docker puts before the
+// registry's words.
+func daemonless(err error) string {
+	return strings.TrimPrefix(err.Error(), "Error response from daemon: ")
+}
+
 func wantOf(t *api.Task) want {
 	return want{name: t.Spec.Image, digest: t.Spec.ImageDigest, id: t.Spec.ImageID, ref: engine.RunImage(t.Spec), service: t.ServiceID}
 }
@@ -240,7 +255,7 @@ func (m *Manager) obtain(ctx context.Context, w want, auth string, say func(stri
 	if w.digest != "" {
 		pullRef = engine.RepoOf(w.name) + "@" + w.digest
 	}
-	id, perr := m.pull(ctx, pullRef, auth, w, say)
+	id, perr := m.pull(ctx, pullRef, w.display(), auth, w, say)
 	if perr == nil {
 		return id, nil
 	}
@@ -251,7 +266,7 @@ func (m *Manager) obtain(ctx context.Context, w want, auth string, say func(stri
 	if errors.Is(perr, engine.ErrRejected) {
 		return "", perr
 	}
-	say(fmt.Sprintf("pull of %s failed (%s); asking other nodes", pullRef, class))
+	say(fmt.Sprintf("pull of %s failed (%s); asking other nodes", w.display(), class))
 	id, err := m.fromPeers(ctx, w, say)
 	if err == nil {
 		return id, nil
@@ -267,8 +282,9 @@ func (m *Manager) obtain(ctx context.Context, w want, auth string, say func(stri
 
 // pullFailure words a pull that nothing else could make up for, quoting the
 // registry.
-func pullFailure(ref string, withAuth bool, class pullClass, err error) error {
+func pullFailure(ref string, withAuth bool, class pullClass, perr error) error {
 	reg := registryOf(ref)
+	err := daemonless(perr)
 	switch class {
 	case pullNotFound:
 		return rejected("no such image: registry %s has no %s: %v", reg, ref, err)
@@ -281,25 +297,25 @@ func pullFailure(ref string, withAuth bool, class pullClass, err error) error {
 	case pullUnreachable:
 		return rejected("no such image: no registry answered for %s (%v) and no other node holds it", ref, err)
 	default:
-		return fmt.Errorf("pull %s from registry %s: %w", ref, reg, err)
+		return fmt.Errorf("pull %s from registry %s: %w", ref, reg, perr)
 	}
 }
 
 // pull pulls ref, retrying transient failures with exponential backoff. A
 // registry that refuses is not asked again; one that does not answer is asked
 // once more, then other nodes are.
-func (m *Manager) pull(ctx context.Context, ref, auth string, w want, say func(string)) (string, error) {
+func (m *Manager) pull(ctx context.Context, ref, disp, auth string, w want, say func(string)) (string, error) {
 	var last error
 	for i := 0; i < m.cfg.PullAttempts; i++ {
 		p := &pullProgress{}
-		say("pulling " + ref)
+		say("pulling " + disp)
 		var lastSaid time.Time
 		err := m.cfg.Store.PullImage(ctx, ref, auth, func(ev engine.PullEvent) {
 			p.add(ev)
 			if now := time.Now(); now.Sub(lastSaid) >= 250*time.Millisecond {
 				lastSaid = now
 				if s := p.String(); s != "" {
-					say("pulling " + ref + ": " + s)
+					say("pulling " + disp + ": " + s)
 				}
 			}
 		})
@@ -325,7 +341,7 @@ func (m *Manager) pull(ctx context.Context, ref, auth string, w want, say func(s
 		wait := m.cfg.Backoff << i
 		wait += time.Duration(rand.Int64N(int64(wait)/4 + 1))
 		m.log.Warn("pull failed, retrying", "image", ref, "attempt", i+1, "wait", wait, "class", c.String(), "err", err)
-		say(fmt.Sprintf("pulling %s: %v; retry %d/%d in %s", ref, err, i+1, m.cfg.PullAttempts-1, wait.Round(10*time.Millisecond)))
+		say(fmt.Sprintf("pulling %s: %v; retry %d/%d in %s", disp, daemonless(err), i+1, m.cfg.PullAttempts-1, wait.Round(10*time.Millisecond)))
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()

@@ -86,7 +86,7 @@ func TestPrepare(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, c *cluster, progress string) {
-				if !strings.Contains(progress, "pulling 127.67.0.1:5000/app@"+digestOf([]byte("manifest"))+": 1.5MB/2MB, 0/1 layers") {
+				if !strings.Contains(progress, "pulling "+ref+" ("+short(digestOf([]byte("manifest")))+"): 1.5MB/2MB, 0/1 layers") {
 					t.Fatalf("progress %q", progress)
 				}
 			}},
