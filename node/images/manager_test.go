@@ -137,7 +137,10 @@ func TestPrepare(t *testing.T) {
 				}
 			}},
 		{name: "pinned to the nodes' image: no pull at all", task: taskFor("app:dev", "", imgID),
-			setup: func(c *cluster) { c.stores["n2"].add("app:dev", img); c.as.ImageSources = map[string][]string{imgID: {"n2"}} },
+			setup: func(c *cluster) {
+				c.stores["n2"].add("app:dev", img)
+				c.as.ImageSources = map[string][]string{imgID: {"n2"}}
+			},
 			check: func(t *testing.T, c *cluster, _ string) {
 				if c.stores["n1"].pulls != 0 {
 					t.Fatal("pulled an image pinned to the bits nodes hold")
