@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/swarmlet/swarmlet/scenarios/bed"
 )
 
 // A registry inside the test: go-containerregistry's in-memory one, optionally
@@ -40,6 +42,8 @@ type testRegistry struct {
 	// rate, if set, caps blob downloads at this many bytes a second, so a pull
 	// lasts long enough for its progress to be seen.
 	rate atomic.Int64
+
+	handler http.Handler
 }
 
 // slowWriter paces a response to about rate bytes a second.
@@ -63,9 +67,42 @@ func (s slowWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func startRegistry(t *testing.T, addr, user, pass string) *testRegistry {
+func startRegistry(t testing.TB, addr, user, pass string) *testRegistry {
 	t.Helper()
 	r := &testRegistry{addr: addr, user: user, pass: pass}
+	r.handler = r.newHandler()
+	r.serve(t, net.Listen)
+	return r
+}
+
+// listenIn serves the same registry (the same content) on its address inside
+// host h's network namespace too: each host's engine pulls from its own
+// loopback, which Docker treats as an insecure registry without any setting.
+func (r *testRegistry) listenIn(t testing.TB, h *bed.Host) {
+	t.Helper()
+	r.serve(t, func(network, addr string) (net.Listener, error) {
+		var ln net.Listener
+		err := h.Do(func() error {
+			var err error
+			ln, err = net.Listen(network, addr)
+			return err
+		})
+		return ln, err
+	})
+}
+
+func (r *testRegistry) serve(t testing.TB, listen func(network, addr string) (net.Listener, error)) {
+	t.Helper()
+	ln, err := listen("tcp", r.addr)
+	if err != nil {
+		t.Fatalf("registry on %s: %v", r.addr, err)
+	}
+	srv := &http.Server{Handler: r.handler}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+func (r *testRegistry) newHandler() http.Handler {
 	inner := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.user != "" {
@@ -86,14 +123,7 @@ func startRegistry(t *testing.T, addr, user, pass string) *testRegistry {
 		}
 		inner.ServeHTTP(w, req)
 	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("registry on %s: %v", addr, err)
-	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return r
+	return h
 }
 
 var (
@@ -104,7 +134,7 @@ var (
 
 // whoamiImage is the project's test image (make image), read from the local
 // engine with docker save.
-func whoamiImage(t *testing.T) v1.Image {
+func whoamiImage(t testing.TB) v1.Image {
 	t.Helper()
 	baseOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "swl-img-base")
@@ -131,7 +161,7 @@ func whoamiImage(t *testing.T) v1.Image {
 // push writes the whoami image plus a filler layer of random bytes (so every
 // push is a new image, of the size asked for) under repoTag, and returns its
 // manifest digest and image ID.
-func (r *testRegistry) push(t *testing.T, repoTag string, filler int64) (digest, id string) {
+func (r *testRegistry) push(t testing.TB, repoTag string, filler int64) (digest, id string) {
 	t.Helper()
 	layer, err := random.Layer(filler, types.DockerLayer)
 	if err != nil {

@@ -223,7 +223,7 @@ func (s *Server) resolveImage(ctx context.Context, st *raftstore.Store, spec *ap
 			return []string{why + ": not pinned; each node gets " + spec.Image + " itself"}
 		case 1:
 			spec.ImageID = held[0].id
-			return []string{fmt.Sprintf("%s: pinned to image %s, which %s hold(s); nodes without it fetch it from them",
+			return []string{fmt.Sprintf("%s: pinned to image %s, held by %s; nodes without it fetch it from those that hold it",
 				why, shortDigest(held[0].id), strings.Join(held[0].nodes, ", "))}
 		}
 		var ds []string
