@@ -9,6 +9,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,6 +214,31 @@ func TestImagesRegistry(t *testing.T) {
 			t.Fatalf("re-pinned to %s %s, want %s %s", svc.Spec.ImageDigest, svc.Spec.ImageID, d2, id2)
 		}
 		waitFor(t, 90*time.Second, "3 tasks on the new digest", func() bool { return allAre(runningImages(t, cl, "regweb"), 3, id2) })
+
+		// Another change of the spec, not of the image, with the tag moved again:
+		// update's default re-pins only a changed image, so the tasks roll on id2.
+		open.push(t, "swl-img-test/whoami:v1", 1<<20)
+		svc, err = cl.Service(context.Background(), "regweb")
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := svc.Spec
+		spec.Env = append(spec.Env, "ROLL=1")
+		if _, err := cl.UpdateServiceWith(context.Background(), "regweb", api.ServiceUpdateRequest{Version: svc.SpecVersion, Spec: spec}, client.ImageOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if svc := c.service(t, 1, "regweb"); svc.Spec.ImageDigest != d2 || svc.Spec.ImageID != id2 {
+			t.Fatalf("an update that kept the image re-pinned it: %s %s", svc.Spec.ImageDigest, svc.Spec.ImageID)
+		}
+		waitFor(t, 90*time.Second, "3 tasks of the new spec on id2", func() bool {
+			n := 0
+			for _, tk := range apiTasks(t, cl, "regweb") {
+				if tk.Status.State == api.TaskRunning && tk.DesiredState == api.TaskRunning && slices.Contains(tk.Spec.Env, "ROLL=1") && tk.Status.ImageID == id2 {
+					n++
+				}
+			}
+			return n == 3
+		})
 	})
 
 	t.Run("a registry hiccup is retried", func(t *testing.T) {
