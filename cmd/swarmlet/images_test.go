@@ -134,8 +134,29 @@ func TestImagesRegistry(t *testing.T) {
 	t.Run("pull with progress, pinned", func(t *testing.T) {
 		open.rate.Store(10 << 20) // 3 s for the filler layer: long enough to watch
 		defer open.rate.Store(0)
+		// service ps shows the progress too: watch it while create waits.
+		psSaw := make(chan bool, 1)
+		stop := make(chan struct{})
+		go func() {
+			saw := false
+			for !saw {
+				select {
+				case <-stop:
+					psSaw <- false
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				ps, _, _ := c.cli(1, "service", "ps", "regweb")
+				saw = strings.Contains(ps, "preparing (pulling "+repo+":v1")
+			}
+			psSaw <- true
+		}()
 		start := time.Now()
 		out, errOut, err := c.cli(1, "service", "create", "--name", "regweb", "--replicas", "2", "--restart-delay", "0s", repo+":v1")
+		close(stop)
+		if !<-psSaw {
+			t.Errorf("service ps never showed the pull's progress")
+		}
 		outputs = append(outputs, out, errOut)
 		if err != nil {
 			t.Fatalf("create: %v\n%s", err, errOut)
