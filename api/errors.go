@@ -16,6 +16,7 @@ var (
 	ErrNotLeader      = errors.New("not the leader")  // refused without writing; safe to retry
 	ErrNoQuorum       = errors.New("quorum lost")     // managers cannot agree; nothing changed
 	ErrForbidden      = errors.New("forbidden")       // the caller may not do this; nothing changed
+	ErrBusy           = errors.New("busy")            // at capacity now; try again later or elsewhere
 	ErrOutcomeUnknown = errors.New("outcome unknown: the change may or may not have been applied")
 )
 
@@ -29,6 +30,7 @@ const (
 	ErrKindForbidden = "forbidden"
 	ErrKindUnknown   = "unknown"
 	ErrKindInternal  = "internal"
+	ErrKindBusy      = "busy"
 )
 
 var kindSentinels = map[string]error{
@@ -39,6 +41,7 @@ var kindSentinels = map[string]error{
 	ErrKindNoQuorum:  ErrNoQuorum,
 	ErrKindForbidden: ErrForbidden,
 	ErrKindUnknown:   ErrOutcomeUnknown,
+	ErrKindBusy:      ErrBusy,
 }
 
 // SentinelOf is the sentinel an error kind stands for (nil for internal errors).
@@ -47,7 +50,7 @@ func SentinelOf(kind string) error { return kindSentinels[kind] }
 // KindOf is the wire kind of err: the first sentinel it wraps, else internal. The
 // outcome-unknown check comes first: such an error may also wrap a refusal it met.
 func KindOf(err error) string {
-	for _, k := range []string{ErrKindUnknown, ErrKindNoQuorum, ErrKindRefused, ErrKindNotFound, ErrKindConflict, ErrKindForbidden, ErrKindInvalid} {
+	for _, k := range []string{ErrKindUnknown, ErrKindNoQuorum, ErrKindRefused, ErrKindNotFound, ErrKindConflict, ErrKindForbidden, ErrKindInvalid, ErrKindBusy} {
 		if errors.Is(err, kindSentinels[k]) {
 			return k
 		}
@@ -70,6 +73,8 @@ func HTTPStatus(kind string) int {
 		return 503
 	case ErrKindUnknown:
 		return 504
+	case ErrKindBusy:
+		return 429
 	}
 	return 500
 }

@@ -13,6 +13,11 @@ const (
 	TaskNew TaskState = iota
 	TaskPending
 	TaskAssigned
+	// TaskPreparing: the node is getting what the task needs before it can start
+	// (the image: pulled, or fetched from another node); the message says how far.
+	// Inserted between assigned and starting: states travel and persist by name,
+	// so the numbers may move as long as the order holds.
+	TaskPreparing
 	// TaskReady is a desired state only: the task waits (for a restart delay, or for
 	// the old task of its slot to stop) before it is placed and started.
 	TaskReady
@@ -25,7 +30,7 @@ const (
 	TaskOrphaned
 )
 
-var taskStateNames = [...]string{"new", "pending", "assigned", "ready", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
+var taskStateNames = [...]string{"new", "pending", "assigned", "preparing", "ready", "starting", "running", "complete", "shutdown", "failed", "rejected", "orphaned"}
 
 func (s TaskState) String() string {
 	if s < 0 || int(s) >= len(taskStateNames) {

@@ -138,6 +138,12 @@ type ServiceSpec struct {
 	// ForceUpdate changes only to redeploy every task with no other change
 	// (service update --force), as Docker's TaskTemplate.ForceUpdate.
 	ForceUpdate uint64 `json:"force_update,omitempty"`
+
+	// ImageDigest and ImageID pin Image to exact bits; the manager sets them when
+	// the service is created or its image changes (api/images.go says how), and a
+	// tag moved later changes nothing until then. Tasks run the pinned image.
+	ImageDigest string `json:"image_digest,omitempty"` // registry manifest digest, sha256:...
+	ImageID     string `json:"image_id,omitempty"`     // engine image ID (config digest), sha256:...
 }
 
 // Service is a spec plus what the cluster decided about it.
@@ -178,6 +184,9 @@ type TaskStatus struct {
 	Ports       []PortBinding `json:"ports,omitempty"`
 	// Health is what the task's health check last said ("" when it has none).
 	Health Health `json:"health,omitempty"`
+	// ImageID is the image the node verified for the task (from preparing on): the
+	// node holds it, so other nodes may fetch it from there.
+	ImageID string `json:"image_id,omitempty"`
 }
 
 // Task is one attempt at running one slot of a service.

@@ -136,6 +136,9 @@ func (s *ServiceSpec) Validate() error {
 	if s.Image == "" {
 		return errors.New("an image is required")
 	}
+	if err := s.validateImagePin(); err != nil {
+		return err
+	}
 	switch s.Mode {
 	case ModeReplicated:
 	case ModeGlobal:

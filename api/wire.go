@@ -97,6 +97,12 @@ type Assignments struct {
 	// from this that it was removed (the leader stops talking to it, so its own
 	// Raft never hears of the change).
 	Voters []string `json:"voters,omitempty"`
+	// RegistryAuth holds the registry credentials (docker's X-Registry-Auth
+	// encoding) of the services this node runs live tasks of, and of no other.
+	RegistryAuth map[string]string `json:"registry_auth,omitempty"`
+	// ImageSources names, for each pinned image ID this node's tasks need, the
+	// other nodes whose live tasks hold it (node-to-node image sharing).
+	ImageSources map[string][]string `json:"image_sources,omitempty"`
 }
 
 // StatusReport carries a worker's task status changes. Whose tasks they are is

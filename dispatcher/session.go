@@ -38,6 +38,7 @@ func AssignmentsFor(snap Snapshot, nodeID string, voters []string) (api.Assignme
 	}
 	out.Voters = slices.Clone(voters)
 	sort.Strings(out.Voters)
+	imageInfo(snap, nodeID, out.Tasks, &out)
 	return out, nil
 }
 

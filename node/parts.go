@@ -15,6 +15,7 @@ import (
 	"github.com/swarmlet/swarmlet/node/engine"
 	"github.com/swarmlet/swarmlet/node/engine/docker"
 	"github.com/swarmlet/swarmlet/node/engine/process"
+	"github.com/swarmlet/swarmlet/node/images"
 	"github.com/swarmlet/swarmlet/node/worker"
 )
 
@@ -26,6 +27,7 @@ type nodeParts struct {
 	agent    *worker.Agent
 	dns      *dnsdisco.Server
 	balancer lb.Balancer
+	images   *images.Manager // nil unless the engine runs images (images.go)
 
 	feeder *discovery.Feeder
 }
@@ -68,6 +70,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	}
 	p := &nodeParts{engine: eng}
 	d.parts = p
+	d.startImages(p)
 	if dnsAddr != "" {
 		ups := d.cfg.DNSUpstreams
 		if len(ups) == 0 {
@@ -101,7 +104,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		}
 	}
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
-	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"),
+	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
 		OnAssignments: func(as api.Assignments) {
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
@@ -123,6 +126,9 @@ func (d *Daemon) stopParts() {
 		if d.left {
 			_ = p.balancer.Close()
 		}
+	}
+	if p.images != nil {
+		p.images.Close()
 	}
 	_ = p.engine.Close()
 }

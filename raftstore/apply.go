@@ -261,6 +261,7 @@ func applyServiceCreate(txn *memdb.Txn, index uint64, c *ServiceCreate) (any, er
 		return nil, err
 	}
 	putService(txn, svc)
+	putRegistryAuth(txn, svc.ID, c.RegistryAuth)
 	return svc, nil
 }
 
@@ -371,6 +372,7 @@ func applyServiceUpdate(txn *memdb.Txn, index uint64, c *ServiceUpdate) (any, er
 		return nil, err
 	}
 	putService(txn, svc)
+	putRegistryAuth(txn, svc.ID, c.RegistryAuth)
 	return svc, nil
 }
 
@@ -436,6 +438,7 @@ func applyServiceRemove(txn *memdb.Txn, index uint64, c *ServiceRemove) (any, er
 	if err := txn.Delete(tableServices, &serviceRow{ID: old.ID, Name: old.Spec.Name, S: old}); err != nil {
 		return nil, fmt.Errorf("delete service: %w", err)
 	}
+	deleteRegistryAuth(txn, old.ID)
 	it, _ := txn.Get(tableTasks, "service", old.ID)
 	var tasks []*api.Task
 	for raw := it.Next(); raw != nil; raw = it.Next() {

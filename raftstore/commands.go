@@ -93,6 +93,8 @@ type ServiceCreate struct {
 	ID   string          `json:"id"`
 	Spec api.ServiceSpec `json:"spec"`
 	At   time.Time       `json:"at"`
+	// RegistryAuth: the creator's registry credentials (registryauth.go).
+	RegistryAuth string `json:"registry_auth,omitempty"`
 }
 
 // ServiceUpdate replaces a spec if it is still at ExpectedVersion (0: any).
@@ -101,6 +103,8 @@ type ServiceUpdate struct {
 	ExpectedVersion uint64          `json:"expected_version"`
 	Spec            api.ServiceSpec `json:"spec"`
 	At              time.Time       `json:"at"`
+	// RegistryAuth replaces the stored credentials when set.
+	RegistryAuth string `json:"registry_auth,omitempty"`
 }
 
 // ServiceRollback returns a service to its previous spec, rolled out with its

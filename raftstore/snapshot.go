@@ -19,6 +19,7 @@ const (
 	recService = "service"
 	recTask    = "task"
 	recIndex   = "index"
+	recAuth    = "registry-auth"
 )
 
 type record struct {
@@ -57,6 +58,11 @@ func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, t := range v.Tasks() {
 		if err := put(recTask, t); err != nil {
+			return 0, err
+		}
+	}
+	for _, a := range v.registryAuths() {
+		if err := put(recAuth, a); err != nil {
 			return 0, err
 		}
 	}
@@ -103,6 +109,11 @@ func (s *State) Restore(r io.Reader) error {
 			var t api.Task
 			if err = json.Unmarshal(rec.Val, &t); err == nil {
 				mustInsert(txn, tableTasks, &t)
+			}
+		case recAuth:
+			var a registryAuthRow
+			if err = json.Unmarshal(rec.Val, &a); err == nil {
+				mustInsert(txn, tableRegistryAuth, &a)
 			}
 		default:
 			// A newer version's record kind: skipping it beats refusing to start.

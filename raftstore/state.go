@@ -56,7 +56,8 @@ func schema() *memdb.DBSchema {
 			"service": {Name: "service", Indexer: &memdb.StringFieldIndex{Field: "ServiceID"}},
 			"node":    {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
 		}},
-		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{"id": id}},
+		tableCluster:      {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{"id": id}},
+		tableRegistryAuth: registryAuthTable(),
 	}}
 }
 

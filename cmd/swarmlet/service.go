@@ -73,6 +73,7 @@ func newServiceCreate() *cobra.Command {
 		detach                                      bool
 		maxAttempts                                 uint64
 		dep                                         deployFlags
+		imgFlags                                    imageFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -139,15 +140,22 @@ func newServiceCreate() *cobra.Command {
 			if err := spec.Validate(); err != nil {
 				return err
 			}
+			opt, err := imgFlags.options(spec.Image, c.ErrOrStderr())
+			if err != nil {
+				return err
+			}
 			cl, ctx, cancel, err := connect()
 			if err != nil {
 				return err
 			}
 			defer cancel()
-			svc, err := retryRefused(ctx, func(ctx context.Context) (api.Service, error) { return cl.CreateService(ctx, spec) })
+			svc, err := retryRefused(ctx, func(ctx context.Context) (api.ServiceCreateAnswer, error) {
+				return cl.CreateServiceWith(ctx, spec, opt)
+			})
 			if err != nil {
 				return err
 			}
+			printWarnings(c.ErrOrStderr(), svc.Warnings)
 			fmt.Fprintln(c.OutOrStdout(), svc.ID)
 			if detach {
 				return nil
@@ -175,6 +183,7 @@ func newServiceCreate() *cobra.Command {
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	dep.register(f)
+	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c
 }
@@ -219,6 +228,7 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 	tty := isTerminal(out)
 	var index uint64
 	lastLine := ""
+	said := map[string]string{} // task -> last preparing line printed
 	drawn := 0
 	pendingSince := time.Time{}
 	for {
@@ -260,12 +270,24 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 			fmt.Fprintf(out, "\033[2K%s: %d/%d running\n", name, running, desired)
 			drawn++
 			for _, t := range cur {
-				fmt.Fprintf(out, "\033[2K  %s\t%-9s %s\n", taskName(t), t.Status.State, t.Status.Err+t.PendingReason)
+				detail := t.Status.Err + t.PendingReason
+				if t.Status.State == api.TaskPreparing {
+					detail = t.Status.Message
+				}
+				fmt.Fprintf(out, "\033[2K  %s\t%-9s %s\n", taskName(t), t.Status.State, detail)
 				drawn++
 			}
-		} else if line := fmt.Sprintf("%s: %d/%d running", name, running, desired); line != lastLine {
-			fmt.Fprintln(out, line)
-			lastLine = line
+		} else {
+			for _, t := range cur {
+				if l := preparingLine(t); l != "" && said[t.ID] != l {
+					fmt.Fprintln(out, l)
+					said[t.ID] = l
+				}
+			}
+			if line := fmt.Sprintf("%s: %d/%d running", name, running, desired); line != lastLine {
+				fmt.Fprintln(out, line)
+				lastLine = line
+			}
 		}
 		if running == desired && len(cur) == desired && (desired > 0 || svc.Spec.Mode == api.ModeReplicated) {
 			fmt.Fprintf(out, "%s: converged\n", name)
@@ -420,6 +442,8 @@ type taskRow struct {
 	Health      string `json:"health,omitempty"`
 	SpecVersion uint64 `json:"spec_version"`
 	Image       string `json:"image"`
+	// Progress is what a preparing task is doing (pulling or fetching its image).
+	Progress string `json:"progress,omitempty"`
 }
 
 func newServicePs() *cobra.Command {
@@ -434,7 +458,9 @@ func newServicePs() *cobra.Command {
 				n = r.Node
 			}
 			cur := r.Current
-			if r.Health != "" && r.Health != string(api.HealthNone) {
+			if r.Progress != "" {
+				cur += " (" + r.Progress + ")"
+			} else if r.Health != "" && r.Health != string(api.HealthNone) {
 				cur += " (" + r.Health + ")"
 			}
 			return strings.Join([]string{r.ID, r.Name, n, r.Desired, cur, r.Error}, "\t")
@@ -477,7 +503,7 @@ func newServicePs() *cobra.Command {
 				}
 				rows = append(rows, taskRow{ID: t.ID, Name: taskName(&t), Node: t.NodeID, Desired: t.DesiredState.String(), Current: t.Status.State.String(),
 					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ","),
-					Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Image: t.Spec.Image})
+					Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Image: t.Spec.Image, Progress: preparingProgress(&t)})
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},

@@ -36,6 +36,7 @@ type Instance struct {
 	Addr        string            // address the task answers on (container IP, or node address)
 	Ports       []api.PortBinding // target port -> host port on the node address
 	HostAddr    string            // the node address host ports are bound on
+	ImageID     string            // the image it runs (docker: sha256:...), "" if none
 	// Health is what the engine's own health check says ("" when it runs none):
 	// Docker's HEALTHCHECK.
 	Health api.Health

@@ -42,6 +42,10 @@ type Config struct {
 	Peers   *forward.Peers
 	Logger  *slog.Logger
 	Version string
+	// Images is this node's engine images (images.go); nil if it runs none.
+	Images ImageHost
+	// AdvertiseAddr is where this node's own connections (to registries) leave from.
+	AdvertiseAddr string
 }
 
 // Server is the API's handler set.
@@ -72,6 +76,9 @@ func (s *Server) routes() {
 	h("GET /v1/debug/state", forward.Local, s.handleDebugState)
 	h("POST /v1/leave", forward.Local, s.handleLeave)
 	h("GET /v1/local/tasks/{id}/logs", forward.Local, s.handleLocalLogs)
+	h("GET /v1/local/images/{ref}", forward.Local, s.handleLocalImage)
+	h("GET /v1/local/images/{ref}/archive", forward.Local, s.handleLocalImageArchive)
+	h("POST /v1/local/images/prune", forward.Local, s.handleImagePrune)
 	// Cluster membership and tokens.
 	h("POST /v1/cluster/join", forward.Write, s.handleJoin)
 	h("GET /v1/join-tokens", forward.Read, s.handleJoinTokens)

@@ -83,13 +83,18 @@ func (s *Server) handleServiceCreate(w http.ResponseWriter, r *http.Request, st 
 		writeError(w, badRequest("%v", err))
 		return
 	}
-	res, err := apply(r, st, &raftstore.ServiceCreate{ID: token.RandomID(12), Spec: spec, At: time.Now().UTC()})
+	auth, warnings, err := s.pinImage(r, st, &spec, nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := apply(r, st, &raftstore.ServiceCreate{ID: token.RandomID(12), Spec: spec, At: time.Now().UTC(), RegistryAuth: auth})
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	s.log.Info("service created", "service", spec.Name)
-	writeJSON(w, st.State().Index(), res)
+	writeJSON(w, st.State().Index(), withWarnings(res, warnings))
 }
 
 // serviceName resolves the {name} of a write's path to the stored name, so writes
@@ -141,12 +146,17 @@ func (s *Server) handleServiceUpdate(w http.ResponseWriter, r *http.Request, st 
 		writeError(w, badRequest("%v", err))
 		return
 	}
-	res, err := apply(r, st, &raftstore.ServiceUpdate{Name: name, ExpectedVersion: req.Version, Spec: req.Spec, At: time.Now().UTC()})
+	auth, warnings, err := s.pinImage(r, st, &req.Spec, st.Snapshot().Service(name))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, st.State().Index(), res)
+	res, err := apply(r, st, &raftstore.ServiceUpdate{Name: name, ExpectedVersion: req.Version, Spec: req.Spec, At: time.Now().UTC(), RegistryAuth: auth})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, st.State().Index(), withWarnings(res, warnings))
 }
 
 // handleServiceRollback returns a service to its previous spec, rolled out with

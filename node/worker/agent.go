@@ -36,6 +36,9 @@ type Config struct {
 	OnAssignments func(api.Assignments)
 	// Clock is time.Now unless a test sets it.
 	Clock func() time.Time
+	// Images prepares a task before the engine starts it (prepare.go); nil for
+	// an engine that needs nothing fetched.
+	Images Preparer
 }
 
 // Agent runs one node's tasks.
@@ -56,6 +59,7 @@ type Agent struct {
 	wake    chan struct{}
 	reports chan api.TaskOp
 	sem     chan struct{} // bounds concurrent starts
+	prep    prepState
 }
 
 // New returns an agent; Run starts it.
@@ -139,6 +143,7 @@ func (a *Agent) session(ctx context.Context) {
 			continue
 		}
 		index = as.Index
+		a.prep.latest.Store(&as)
 		m := make(map[string]*api.Task, len(as.Tasks))
 		for _, t := range as.Tasks {
 			m[t.ID] = t
@@ -258,7 +263,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 }
 
 func runningStatus(in engine.Instance) api.TaskStatus {
-	return api.TaskStatus{State: api.TaskRunning, Message: "running", ContainerID: in.ID, Addr: in.Addr, Ports: in.Ports}
+	return api.TaskStatus{State: api.TaskRunning, Message: "running", ContainerID: in.ID, Addr: in.Addr, Ports: in.Ports, ImageID: in.ImageID}
 }
 
 func exitStatus(in engine.Instance) api.TaskStatus {
@@ -280,13 +285,21 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 	}
 	a.starting[t.ID] = true
 	a.mu.Unlock()
-	a.report(t.ID, api.TaskStatus{State: api.TaskStarting, Message: "starting"})
+	if a.cfg.Images != nil {
+		a.report(t.ID, api.TaskStatus{State: api.TaskPreparing, Message: "preparing"})
+	} else {
+		a.report(t.ID, api.TaskStatus{State: api.TaskStarting, Message: "starting"})
+	}
 	go func() {
 		defer func() {
 			a.mu.Lock()
 			delete(a.starting, t.ID)
 			a.mu.Unlock()
 		}()
+		t, ok := a.prepare(ctx, t)
+		if !ok {
+			return
+		}
 		select {
 		case a.sem <- struct{}{}:
 		case <-ctx.Done():

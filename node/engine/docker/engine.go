@@ -32,8 +32,8 @@ const DefaultStopTimeout = 10 * time.Second
 
 // Engine runs each task as a container on the local Docker engine (default bridge
 // network). Containers carry the engine.Label* labels; every query filters on this
-// node's ID, because several nodes may share one Docker engine. It never pulls:
-// images must already be present.
+// node's ID, because several nodes may share one Docker engine. Start never pulls:
+// the worker prepares the image first (images.go, node/images).
 type Engine struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
 	// (DefaultStopTimeout if zero). Set it before the first Stop.
@@ -168,7 +168,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		bindings[port] = append(bindings[port], nat.PortBinding{HostIP: e.cfg.NodeAddr, HostPort: host})
 	}
 	config := &container.Config{
-		Image:        t.Spec.Image,
+		Image:        engine.RunImage(t.Spec),
 		Cmd:          t.Spec.Command,
 		Env:          engine.TaskEnv(e.cfg, t),
 		Labels:       labels,
@@ -206,7 +206,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			// "No such image: X": swarmlet never pulls, so this node cannot run it.
+			// "No such image: X": preparing (node/images) did not get it here.
 			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
 		}
 		if cerrdefs.IsInvalidArgument(err) {
@@ -399,6 +399,7 @@ func (e *Engine) instanceFromSummary(c container.Summary) engine.Instance {
 	inst.HostAddr = e.cfg.NodeAddr
 	inst.State = api.TaskRunning
 	inst.Health = healthOf(c.Status)
+	inst.ImageID = c.ImageID
 	if c.NetworkSettings != nil {
 		inst.Addr = networkIP(c.NetworkSettings.Networks)
 	}
@@ -424,6 +425,9 @@ func (e *Engine) instanceFromInspect(info container.InspectResponse) engine.Inst
 	}
 	inst := baseInstance(info.ID, labels)
 	inst.HostAddr = e.cfg.NodeAddr
+	if info.ContainerJSONBase != nil {
+		inst.ImageID = info.Image
+	}
 	if info.NetworkSettings != nil {
 		inst.Addr = networkIP(info.NetworkSettings.Networks)
 		seen := map[api.PortBinding]bool{}
