@@ -113,11 +113,11 @@ func (n apiNode) Leave(ctx context.Context) error {
 	return nil
 }
 
-func (n apiNode) TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+func (n apiNode) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error {
 	if n.d.parts == nil {
 		return fmt.Errorf("no engine on this node: %w", api.ErrInvalid)
 	}
-	return n.d.parts.agent.Logs(ctx, taskID, follow, tail, w)
+	return n.d.parts.agent.Logs(ctx, taskID, opt, w)
 }
 
 func (n apiNode) Dispatcher() *dispatcher.Dispatcher { return n.d.dispatcher.Load() }

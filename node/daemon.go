@@ -280,8 +280,9 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	}
 	cl := d.store.Snapshot().Cluster()
 	d.cfg.Out("Swarmlet initialised: node %s is now a manager.\n\n", d.id.NodeID)
-	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), d.cfg.AdvertiseAddr)
-	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), d.cfg.AdvertiseAddr)
+	joinAddr := JoinAddr(d.cfg.AdvertiseAddr, d.cfg.PortBase+offsetAPI)
+	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), joinAddr)
+	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), joinAddr)
 	return nil
 }
 

@@ -283,8 +283,8 @@ func (c *Client) Tasks(ctx context.Context, service string, index uint64, wait t
 }
 
 // Logs copies a service's task logs to w.
-func (c *Client) Logs(ctx context.Context, service string, follow bool, tail int, w io.Writer) error {
-	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/services/%s/logs?follow=%t&tail=%d", url.PathEscape(service), follow, tail), nil, w)
+func (c *Client) Logs(ctx context.Context, service string, opt api.LogOptions, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/logs?"+opt.Query().Encode(), nil, w)
 	return err
 }
 
@@ -320,7 +320,7 @@ func (c *Client) Depart(ctx context.Context) error {
 }
 
 // TaskLogs streams one local task's log (node-to-node, for service logs).
-func (c *Client) TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
-	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/local/tasks/%s/logs?follow=%t&tail=%d", url.PathEscape(taskID), follow, tail), nil, w)
+func (c *Client) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, "/v1/local/tasks/"+url.PathEscape(taskID)+"/logs?"+opt.Query().Encode(), nil, w)
 	return err
 }

@@ -28,7 +28,7 @@ type Node interface {
 	// daemon, forgetting the cluster.
 	Leave(ctx context.Context) error
 	// TaskLogs copies the log of a task that runs on this node.
-	TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error
+	TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error
 	// Dispatcher serves sessions while this node leads; nil otherwise.
 	Dispatcher() *dispatcher.Dispatcher
 	// MembersChanged nudges the leader's member reconciliation (a role change).
@@ -90,6 +90,7 @@ func (s *Server) routes() {
 	h("DELETE /v1/services/{name}", forward.Write, s.handleServiceRemove)
 	h("GET /v1/services/{name}/tasks", forward.Read, s.handleTasks)
 	h("GET /v1/services/{name}/logs", forward.Read, s.handleServiceLogs)
+	h("GET /v1/tasks", forward.Read, s.handleAllTasks)
 	h("GET /v1/endpoints", forward.Read, s.handleEndpoints)
 	// Worker sessions (node to node, with the leader).
 	h("GET /v1/dispatcher/assignments", forward.Session, s.handleAssignments)

@@ -393,7 +393,7 @@ func TestLogs(t *testing.T) {
 	var out string
 	waitFor(t, 10*time.Second, "the listening line", func() bool {
 		var sb strings.Builder
-		if err := e.Logs(context.Background(), task.ID, false, 1, &sb); err != nil {
+		if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Tail: 1}, &sb); err != nil {
 			t.Fatal(err)
 		}
 		out = sb.String()
@@ -406,13 +406,13 @@ func TestLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	var sb strings.Builder
-	if err := e.Logs(ctx, task.ID, true, 0, &sb); err != nil {
+	if err := e.Logs(ctx, task.ID, engine.LogOptions{Follow: true}, &sb); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(sb.String(), "listening") {
 		t.Fatalf("follow = %q", sb.String())
 	}
-	if err := e.Logs(context.Background(), "nope", false, 0, io.Discard); err == nil {
+	if err := e.Logs(context.Background(), "nope", engine.LogOptions{}, io.Discard); err == nil {
 		t.Fatal("logs of an unknown task succeeded")
 	}
 }
