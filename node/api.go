@@ -41,7 +41,8 @@ func (d *Daemon) currentStore() *raftstore.Store {
 }
 
 func (d *Daemon) startAPI() error {
-	srv := httpapi.New(httpapi.Config{Node: apiNode{d}, Router: d.router, Peers: d.peers, Logger: d.log.With("component", "api"), Version: Version})
+	srv := httpapi.New(httpapi.Config{Node: apiNode{d}, Router: d.router, Peers: d.peers, Logger: d.log.With("component", "api"), Version: Version,
+		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request})
 	sock := d.cfg.socketPath()
 	_ = os.Remove(sock) // a stale socket of a dead daemon; the data-dir lock says none runs
 	uln, err := net.Listen("unix", sock)

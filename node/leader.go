@@ -86,8 +86,12 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 			}
 		}()
 	}
-	run("orchestrator", dispatcher.NewOrchestrator(store, d.log.With("component", "orchestrator"), time.Now).Run)
-	run("scheduler", dispatcher.NewScheduler(store, d.log.With("component", "scheduler"), time.Now).Run)
+	orch := dispatcher.NewOrchestrator(store, d.log.With("component", "orchestrator"), time.Now)
+	orch.OnPass = passHook(d.metrics, "orchestrator")
+	sched := dispatcher.NewScheduler(store, d.log.With("component", "scheduler"), time.Now)
+	sched.OnPass = passHook(d.metrics, "scheduler")
+	run("orchestrator", orch.Run)
+	run("scheduler", sched.Run)
 	run("dispatcher", disp.Run)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()

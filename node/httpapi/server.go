@@ -42,6 +42,10 @@ type Config struct {
 	Peers   *forward.Peers
 	Logger  *slog.Logger
 	Version string
+	// Metrics serves /metrics (nil: 404); ObserveRequest, if set, is told of
+	// each request's route pattern, status and duration.
+	Metrics        http.Handler
+	ObserveRequest func(route string, code int, d time.Duration)
 }
 
 // Server is the API's handler set.
@@ -65,13 +69,14 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // request is handled starts here.
 func (s *Server) routes() {
 	h := func(pattern string, kind forward.Kind, f forward.Handler) {
-		s.mux.HandleFunc(pattern, s.cfg.Router.Route(kind, f))
+		s.mux.HandleFunc(pattern, s.instrument(pattern, s.cfg.Router.Route(kind, f)))
 	}
 	// This node itself.
 	h("GET /v1/info", forward.Local, s.handleInfo)
 	h("GET /v1/debug/state", forward.Local, s.handleDebugState)
 	h("POST /v1/leave", forward.Local, s.handleLeave)
 	h("GET /v1/local/tasks/{id}/logs", forward.Local, s.handleLocalLogs)
+	h("GET /metrics", forward.Local, s.handleMetrics)
 	// Cluster membership and tokens.
 	h("POST /v1/cluster/join", forward.Write, s.handleJoin)
 	h("GET /v1/join-tokens", forward.Read, s.handleJoinTokens)
