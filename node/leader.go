@@ -75,6 +75,7 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 		d.leadership.Lost()
 	}()
 	log.Info("leadership acquired", "index", st.State().Index(), "term", st.Term())
+	d.goBG(func() { d.announceLeader(ctx, st) })
 	var loops sync.WaitGroup
 	defer loops.Wait()
 	run := func(name string, f func(context.Context) error) {

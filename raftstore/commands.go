@@ -24,13 +24,14 @@ const (
 	MsgServiceRemove
 	MsgTaskOps
 	MsgTokenRotate
+	MsgLeaderElected
 )
 
 var msgNames = map[MsgType]string{
 	MsgClusterInit: "cluster-init", MsgNodeUpsert: "node-upsert", MsgNodeStatus: "node-status",
 	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
-	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate",
+	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgLeaderElected: "leader-elected",
 }
 
 func (t MsgType) String() string {
@@ -124,7 +125,19 @@ type TokenRotate struct {
 	Secret string       `json:"secret"`
 }
 
+// LeaderElected records, in the log and so in the event log, that a new leader
+// took over. Leadership is Raft's own business, not a command; the new leader
+// proposes this once its barrier has applied, so its place in the log follows
+// everything the old leader committed.
+type LeaderElected struct {
+	NodeID   string    `json:"node_id"`
+	Hostname string    `json:"hostname"`
+	Term     uint64    `json:"term"`
+	At       time.Time `json:"at"`
+}
+
 func (ClusterInit) Type() MsgType   { return MsgClusterInit }
+func (LeaderElected) Type() MsgType { return MsgLeaderElected }
 func (NodeUpsert) Type() MsgType    { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType    { return MsgNodeStatus }
 func (NodeUpdate) Type() MsgType    { return MsgNodeUpdate }
@@ -174,6 +187,8 @@ func Decode(b []byte) (Command, error) {
 		c = &TaskOps{}
 	case MsgTokenRotate:
 		c = &TokenRotate{}
+	case MsgLeaderElected:
+		c = &LeaderElected{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

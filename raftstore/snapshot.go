@@ -19,6 +19,7 @@ const (
 	recService = "service"
 	recTask    = "task"
 	recIndex   = "index"
+	recEvent   = "event"
 )
 
 type record struct {
@@ -57,6 +58,12 @@ func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, t := range v.Tasks() {
 		if err := put(recTask, t); err != nil {
+			return 0, err
+		}
+	}
+	events, _ := v.Events(0, 0)
+	for _, e := range events {
+		if err := put(recEvent, e); err != nil {
 			return 0, err
 		}
 	}
@@ -103,6 +110,11 @@ func (s *State) Restore(r io.Reader) error {
 			var t api.Task
 			if err = json.Unmarshal(rec.Val, &t); err == nil {
 				mustInsert(txn, tableTasks, &t)
+			}
+		case recEvent:
+			var e api.Event
+			if err = json.Unmarshal(rec.Val, &e); err == nil {
+				mustInsert(txn, tableEvents, &e)
 			}
 		default:
 			// A newer version's record kind: skipping it beats refusing to start.

@@ -57,6 +57,9 @@ func schema() *memdb.DBSchema {
 			"node":    {Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
 		}},
 		tableCluster: {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{"id": id}},
+		tableEvents: {Name: tableEvents, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}},
+		}},
 	}}
 }
 

@@ -41,6 +41,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newVersionCmd())
+	root.AddCommand(newEventsCmd())
 	completeArgs(root)
 	return root
 }

@@ -158,6 +158,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		return idx, &Error{Status: resp.StatusCode, Kind: eb.Kind, Msg: eb.Error}
 	}
 	if out != nil {
+		if f, ok := out.(streamFunc); ok {
+			f(resp)
+			return idx, nil
+		}
 		if w, ok := out.(io.Writer); ok {
 			_, err = io.Copy(w, resp.Body)
 			return idx, err

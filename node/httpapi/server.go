@@ -96,6 +96,7 @@ func (s *Server) routes() {
 	h("GET /v1/services/{name}/tasks", forward.Read, s.handleTasks)
 	h("GET /v1/services/{name}/logs", forward.Read, s.handleServiceLogs)
 	h("GET /v1/tasks", forward.Read, s.handleAllTasks)
+	h("GET /v1/events", forward.Read, s.handleEvents)
 	h("GET /v1/endpoints", forward.Read, s.handleEndpoints)
 	// Worker sessions (node to node, with the leader).
 	h("GET /v1/dispatcher/assignments", forward.Session, s.handleAssignments)
