@@ -116,7 +116,9 @@ func TestEventsAcrossLeaderChange(t *testing.T) {
 	})
 	// Gossip takes a few seconds to call the killed node dead; the new leader then records it.
 	waitFor(t, 20*time.Second, "the old leader down in the stream", func() bool {
-		return s.has(func(e api.Event) bool { return e.Type == api.EventNode && e.Action == "down" && e.ObjectID == oldLeader })
+		return s.has(func(e api.Event) bool {
+			return e.Type == api.EventNode && e.Action == "down" && e.ObjectID == oldLeader
+		})
 	})
 	raw, evs, recv := s.stop(t)
 
