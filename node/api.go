@@ -13,6 +13,7 @@ import (
 	"github.com/swarmlet/swarmlet/gossip"
 	"github.com/swarmlet/swarmlet/node/forward"
 	"github.com/swarmlet/swarmlet/node/httpapi"
+	"github.com/swarmlet/swarmlet/node/ui"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
 
@@ -42,7 +43,7 @@ func (d *Daemon) currentStore() *raftstore.Store {
 
 func (d *Daemon) startAPI() error {
 	srv := httpapi.New(httpapi.Config{Node: apiNode{d}, Router: d.router, Peers: d.peers, Logger: d.log.With("component", "api"), Version: Version,
-		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request})
+		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request, UI: ui.Handler("/ui/")})
 	sock := d.cfg.socketPath()
 	_ = os.Remove(sock) // a stale socket of a dead daemon; the data-dir lock says none runs
 	uln, err := net.Listen("unix", sock)

@@ -20,7 +20,7 @@ const EventCursorHeader = "X-Swarmlet-Event-Cursor"
 const eventsPerWrite = 512
 
 // handleEvents streams the event log as JSON lines: the events after ?since=ID
-// (default: from now), then each new one as it is applied, until the client goes,
+// (default: from now; ?tail=N: the last N), then each new one as it is applied, until the client goes,
 // or, with ?follow=false, once the log's end is reached. Served by the leader, the
 // stream ends when its leadership does; the client resumes from its last ID
 // through any node.
@@ -35,6 +35,15 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, st *raftst
 			return
 		}
 		cursor = n
+	} else if v := q.Get("tail"); v != "" {
+		// The last N events, then what follows (the dashboard's first view).
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, badRequest("tail=%q: not a number of events", v))
+			return
+		}
+		_, first := snap.Events(0, 1)
+		cursor = max(cursor-min(cursor, n), first-min(first, 1))
 	}
 	follow := q.Get("follow") != "false"
 	if _, first := snap.Events(cursor, 1); first > 0 && cursor+1 < first {

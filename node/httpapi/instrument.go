@@ -62,3 +62,17 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request, _ *raftst
 	}
 	s.cfg.Metrics.ServeHTTP(w, r)
 }
+
+// handleUI serves the dashboard's files (Config.UI).
+func (s *Server) handleUI(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {
+	if s.cfg.UI == nil {
+		http.NotFound(w, r)
+		return
+	}
+	s.cfg.UI.ServeHTTP(w, r)
+}
+
+// handleRoot sends a browser that opens a node's address to the dashboard.
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {
+	http.Redirect(w, r, "/ui/", http.StatusFound)
+}

@@ -46,6 +46,8 @@ type Config struct {
 	// each request's route pattern, status and duration.
 	Metrics        http.Handler
 	ObserveRequest func(route string, code int, d time.Duration)
+	// UI serves the dashboard's files under /ui/ (nil: 404).
+	UI http.Handler
 }
 
 // Server is the API's handler set.
@@ -77,6 +79,8 @@ func (s *Server) routes() {
 	h("POST /v1/leave", forward.Local, s.handleLeave)
 	h("GET /v1/local/tasks/{id}/logs", forward.Local, s.handleLocalLogs)
 	h("GET /metrics", forward.Local, s.handleMetrics)
+	h("GET /ui/", forward.Local, s.handleUI)
+	h("GET /{$}", forward.Local, s.handleRoot)
 	// Cluster membership and tokens.
 	h("POST /v1/cluster/join", forward.Write, s.handleJoin)
 	h("GET /v1/join-tokens", forward.Read, s.handleJoinTokens)
