@@ -41,7 +41,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newVersionCmd())
-	root.AddCommand(newEventsCmd())
+	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd())
 	completeArgs(root)
 	return root
 }
