@@ -89,6 +89,11 @@ func parseFormat(format, table string, zero any) (parsedFormat, error) {
 	if rest, ok := strings.CutPrefix(strings.TrimLeft(format, " "), "table"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
 		p.table, text = true, strings.TrimLeft(rest, " ")
 	}
+	if !strings.Contains(text, "{{") {
+		// Text with no action prints the same line for every row: a typo of
+		// json or table far more often than what was meant.
+		return p, fmt.Errorf("invalid --format %q: use table, json, 'table TEMPLATE' or a Go template such as '{{.ID}}'", format)
+	}
 	// Like the docker CLI: \t and \n written in a shell argument mean tab and newline.
 	text = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(text)
 	t, err := template.New("format").Funcs(templateFuncs).Parse(text)

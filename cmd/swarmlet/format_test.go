@@ -148,6 +148,7 @@ func TestFormatErrors(t *testing.T) {
 	}{
 		{"unclosed action", func() error { _, err := parseFormat("{{.Name", serviceListing.table, serviceView{}); return err }, `invalid --format "{{.Name": format:1: unclosed action`},
 		{"unknown field", func() error { _, err := parseFormat("{{.Nope}}", serviceListing.table, serviceView{}); return err }, `can't evaluate field Nope`},
+		{"no action", func() error { _, err := parseFormat("xml", nodeListing.table, nodeView{}); return err }, `invalid --format "xml": use table, json`},
 		{"unknown function", func() error {
 			_, err := parseFormat("{{bogus .Name}}", serviceListing.table, serviceView{})
 			return err

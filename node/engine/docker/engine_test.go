@@ -415,6 +415,19 @@ func TestLogs(t *testing.T) {
 	if err := e.Logs(context.Background(), "nope", engine.LogOptions{}, io.Discard); err == nil {
 		t.Fatal("logs of an unknown task succeeded")
 	}
+	// Docker's own times, in the engine's format; --since a later time: nothing.
+	sb.Reset()
+	if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Tail: 1, Timestamps: true}, &sb); err != nil {
+		t.Fatal(err)
+	}
+	ts, msg, _ := strings.Cut(sb.String(), " ")
+	if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || time.Since(at) > time.Minute || !strings.Contains(msg, "listening") {
+		t.Fatalf("timestamped line %q: %v", sb.String(), err)
+	}
+	sb.Reset()
+	if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Since: time.Now().Add(time.Minute)}, &sb); err != nil || sb.Len() != 0 {
+		t.Fatalf("logs since a minute ahead: %q %v", sb.String(), err)
+	}
 }
 
 func TestContainerDNS(t *testing.T) {
