@@ -177,11 +177,11 @@ func followEvents(ctx context.Context, cl *client.Client, from *uint64, follow b
 		if ctx.Err() != nil {
 			return nil
 		}
-		if from == nil || last != *from {
-			backoff = 100 * time.Millisecond
+		if last != nil && (from == nil || *last != *from) {
+			backoff = 100 * time.Millisecond // it moved: the next failure is news
 			quietUntil = time.Now().Add(10 * time.Second)
 		}
-		from = &last
+		from = last
 		var apiErr *client.Error
 		switch {
 		case err == nil && !follow:
@@ -192,7 +192,11 @@ func followEvents(ctx context.Context, cl *client.Client, from *uint64, follow b
 			return err // fn failed: a bad template, a closed pipe
 		}
 		if err != nil && time.Now().After(quietUntil) && (lastErr == nil || err.Error() != lastErr.Error()) {
-			fmt.Fprintf(errOut, "events: %v; retrying from event %d\n", err, last)
+			where := "now"
+			if from != nil {
+				where = "event " + strconv.FormatUint(*from, 10)
+			}
+			fmt.Fprintf(errOut, "events: %v; retrying from %s\n", err, where)
 		}
 		lastErr = err
 		select {

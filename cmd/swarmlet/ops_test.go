@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarmlet/swarmlet/api"
 )
 
 // Tests of the operator's view (issue 13) run on 127.64.x.x.
@@ -52,7 +55,33 @@ func TestOperatorCLI(t *testing.T) {
 		t.Fatalf("node ls template: %q", got)
 	}
 
+	// A stream from now sees what happens next, and nothing before it. It prints
+	// nothing until an event comes, so label changes probe it until one shows.
+	stream := c.streamEvents(t, 2)
+	probe := 0
+	waitFor(t, 10*time.Second, "the stream to show a probe", func() bool {
+		probe++
+		c.mustCLI(1, "node", "update", "--label-add", fmt.Sprintf("probe=%d", probe), "node2")
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if stream.has(func(e api.Event) bool { return e.Action == "labels" }) {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	})
 	id := strings.TrimSpace(c.mustCLI(1, "service", "create", "--name", "web", "--replicas", "4", "-p", "80", whoamiBin))
+	waitFor(t, 5*time.Second, "web's creation in the stream", func() bool {
+		return stream.has(func(e api.Event) bool { return e.Action == "create" && e.ObjectID == id })
+	})
+	_, evs, _ := stream.stop(t)
+	for i, e := range evs {
+		if e.Type == api.EventCluster || e.Action == "join" || (i > 0 && e.ID != evs[i-1].ID+1) {
+			t.Fatalf("the stream from now holds event %d (%s %s), from before it or out of order", e.ID, e.Type, e.Action)
+		}
+	}
+
 	// A service by an ID prefix; inspect ends with a newline.
 	if out := c.mustCLI(1, "service", "inspect", id[:5]); !strings.HasSuffix(out, "]\n") {
 		t.Fatalf("inspect does not end with a newline: %q", out[max(0, len(out)-20):])
