@@ -15,10 +15,10 @@ import (
 // deterministic as the state, every manager holds the same log, and snapshots
 // carry it. IDs count from 1 without gaps; the log keeps the last EventRingSize.
 
-// EventRingSize is how many events the state keeps. It bounds how long a client
-// can be away and still resume without a gap, and must exceed what one entry can
-// produce (a status batch is at most a few thousand ops).
-const EventRingSize = 16384
+// EventRingSize is how many events the state keeps (more while one entry's own
+// events exceed it). It bounds how long a client can be away and still resume
+// without a gap; it costs a manager a few MB of memory and its snapshots as much.
+const EventRingSize = 8192
 
 const tableEvents = "events"
 
@@ -147,6 +147,7 @@ func recordEvents(txn *memdb.Txn, index uint64, c Command, before eventsBefore, 
 		}
 		rec.taskChangesAt(before, at)
 	}
+	rec.prune()
 }
 
 type eventWriter struct {
@@ -159,11 +160,24 @@ func (w *eventWriter) add(e api.Event) {
 	e.ID, e.Index = w.next, w.index
 	w.next++
 	mustInsert(w.txn, tableEvents, &e)
-	if e.ID > EventRingSize {
-		if old, _ := w.txn.First(tableEvents, "id", e.ID-EventRingSize); old != nil {
-			if err := w.txn.Delete(tableEvents, old); err != nil {
-				panic(fmt.Sprintf("raftstore: prune event: %v", err))
-			}
+}
+
+// prune drops the oldest events beyond EventRingSize, but never one of this
+// entry's: an entry that alone makes more (a scale to thousands) is kept whole,
+// so a reader that was current before it can read all of it.
+func (w *eventWriter) prune() {
+	last := w.next - 1
+	for last > EventRingSize {
+		raw, _ := w.txn.First(tableEvents, "id")
+		if raw == nil {
+			return
+		}
+		old := raw.(*api.Event)
+		if old.ID > last-EventRingSize || old.Index == w.index {
+			return
+		}
+		if err := w.txn.Delete(tableEvents, old); err != nil {
+			panic(fmt.Sprintf("raftstore: prune event: %v", err))
 		}
 	}
 }

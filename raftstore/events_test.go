@@ -128,6 +128,24 @@ func TestEventRingAndSnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// One entry that alone makes more events than the ring holds is kept whole.
+	var big []api.TaskOp
+	for i := range EventRingSize + 100 {
+		big = append(big, api.TaskOp{Kind: api.TaskOpCreate, Task: &api.Task{ID: fmt.Sprintf("big-%d", i), ServiceID: "s1", ServiceName: "web", Slot: uint64(i + 1)}})
+	}
+	index++
+	bigFirst := s.Snapshot().LastEventID() + 1
+	if _, err := s.Apply(index, &TaskOps{Ops: big}); err != nil {
+		t.Fatal(err)
+	}
+	if evs, first := s.Snapshot().Events(0, 0); first != bigFirst || len(evs) != EventRingSize+100 {
+		t.Fatalf("after a big entry: %d events from %d, want %d from %d", len(evs), first, EventRingSize+100, bigFirst)
+	}
+	// The next entry brings the ring back to its size.
+	index++
+	if _, err := s.Apply(index, &LeaderElected{NodeID: "n1", Term: 4, At: t0}); err != nil {
+		t.Fatal(err)
+	}
 	snap := s.Snapshot()
 	last := snap.LastEventID()
 	evs, first := snap.Events(0, 0)
