@@ -124,6 +124,14 @@ func TestOperatorCLI(t *testing.T) {
 			t.Fatalf("timestamped line %q", l)
 		}
 	}
+	// As docker's: a task's ID (prefix) shows that task's log alone.
+	var web []taskJSON
+	if err := json.Unmarshal([]byte(c.mustCLI(1, "service", "ps", "--format", "json", "web")), &web); err != nil || len(web) == 0 {
+		t.Fatalf("service ps: %v", err)
+	}
+	if got := c.mustCLI(1, "service", "logs", web[0].ID[:8]); strings.Count(got, "listening") != 1 || !strings.Contains(got, web[0].ID) {
+		t.Fatalf("logs of task %s: %q", web[0].ID, got)
+	}
 	if got := c.mustCLI(2, "service", "logs", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "web"); got != "" {
 		t.Fatalf("logs since an hour ahead: %q", got)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -41,10 +42,21 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 // handleServiceLogs gathers the logs of a service's tasks from the nodes that run
-// them, each line prefixed with the task's name, as docker service logs does.
+// them, each line prefixed with the task's name, as docker service logs does. As
+// there, the service may also be named by one of its tasks' IDs (or a unique
+// prefix of one): then only that task's log is shown.
 func (s *Server) handleServiceLogs(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
 	snap := st.Snapshot()
-	svc, err := findService(snap, r.PathValue("name"))
+	ref := r.PathValue("name")
+	svc, err := findService(snap, ref)
+	var only string
+	if errors.Is(err, api.ErrNotFound) {
+		if t := findTask(snap, ref); t != nil {
+			if svc = snap.Service(t.ServiceID); svc != nil {
+				only, err = t.ID, nil
+			}
+		}
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -59,6 +71,9 @@ func (s *Server) handleServiceLogs(w http.ResponseWriter, r *http.Request, st *r
 	out := flushWriter{w: w}
 	var wg sync.WaitGroup
 	for _, t := range snap.TasksByService(svc.ID) {
+		if only != "" && t.ID != only {
+			continue
+		}
 		n := snap.Node(t.NodeID)
 		if n == nil || t.Status.State < api.TaskStarting {
 			continue
@@ -78,6 +93,26 @@ func (s *Server) handleServiceLogs(w http.ResponseWriter, r *http.Request, st *r
 		}()
 	}
 	wg.Wait()
+}
+
+// findTask resolves a task ID or a unique ID prefix (at least 3 characters).
+func findTask(snap *raftstore.Snapshot, ref string) *api.Task {
+	if t := snap.Task(ref); t != nil {
+		return t
+	}
+	if len(ref) < 3 {
+		return nil
+	}
+	var found *api.Task
+	for _, t := range snap.Tasks() {
+		if strings.HasPrefix(t.ID, ref) {
+			if found != nil {
+				return nil
+			}
+			found = t
+		}
+	}
+	return found
 }
 
 // linePrefixer writes whole lines with a prefix, so concurrent streams interleave
