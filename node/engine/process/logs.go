@@ -58,7 +58,7 @@ func (e *Engine) Logs(ctx context.Context, taskID string, opt engine.LogOptions,
 	copyNew := func() error {
 		if lw != nil {
 			e.markLog(taskID)
-			lw.marks = e.readMarks(taskID)
+			lw.marks = e.moreMarks(taskID, lw.marks)
 		}
 		_, err := io.Copy(out, f)
 		return err

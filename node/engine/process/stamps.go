@@ -92,17 +92,25 @@ func lastMarkSize(path string) int64 {
 }
 
 // readMarks loads a task's marks, in order of size.
-func (e *Engine) readMarks(taskID string) []mark {
-	b, err := os.ReadFile(e.stampPath(taskID))
+func (e *Engine) readMarks(taskID string) []mark { return e.moreMarks(taskID, nil) }
+
+// moreMarks appends to have the marks written after them (a follower reads only
+// what is new, not the whole file at every look).
+func (e *Engine) moreMarks(taskID string, have []mark) []mark {
+	f, err := os.Open(e.stampPath(taskID))
 	if err != nil {
-		return nil
+		return have
 	}
-	out := make([]mark, 0, len(b)/markSize)
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, int64(len(have))*markSize, 1<<62))
+	if err != nil {
+		return have
+	}
 	for i := 0; i+markSize <= len(b); i += markSize {
-		out = append(out, mark{size: int64(binary.LittleEndian.Uint64(b[i : i+8])),
+		have = append(have, mark{size: int64(binary.LittleEndian.Uint64(b[i : i+8])),
 			at: time.Unix(0, int64(binary.LittleEndian.Uint64(b[i+8:i+16])))})
 	}
-	return out
+	return have
 }
 
 // stampAt is the time of the bytes ending at offset end: that of the first mark

@@ -1,7 +1,9 @@
 package process
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,5 +92,36 @@ func TestLogTimestamps(t *testing.T) {
 	}
 	check(e)
 	e.Close()
-	check(newEngine(t, engine.Config{DataDir: dir}))
+	e2 := newEngine(t, engine.Config{DataDir: dir})
+	check(e2)
+
+	// Following with times stamps the lines that come later too.
+	gate2 := filepath.Join(t.TempDir(), "gate")
+	if _, err := e2.Start(context.Background(), shTask("t-ts2", "echo one; while [ ! -e "+gate2+" ]; do sleep 0.02; done; echo two")); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_ = e2.Logs(context.Background(), "t-ts2", engine.LogOptions{Follow: true, Timestamps: true}, pw)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) == 1 {
+			// The follower has read the first line: the second comes while it follows.
+			if err := os.WriteFile(gate2, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], " one") || !strings.HasSuffix(lines[1], " two") {
+		t.Fatalf("followed with times: %q", lines)
+	}
+	for _, l := range lines {
+		if _, err := time.Parse(engine.TimestampFormat, strings.Fields(l)[0]); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+	}
 }
