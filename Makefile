@@ -3,7 +3,11 @@ GO      ?= go
 BIN     := bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test demo lint image scenarios bench clean
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOARCH  ?= $(shell $(GO) env GOARCH)
+DIST    := dist/swarmlet-$(VERSION)-linux-$(GOARCH)
+
+.PHONY: all build test demo lint image scenarios bench dist clean
 
 all: build
 
@@ -44,5 +48,21 @@ bed-down:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./raftstore/ ./dispatcher/ ./dnsdisco/
 
+# A static binary and a tarball with it and its systemd unit (the unit is the
+# binary's own: `swarmlet install --print`). On a VM: copy the binary to
+# /usr/local/bin and run `swarmlet install init|join FLAGS...`.
+dist:
+	rm -rf $(DIST) && mkdir -p $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w -X github.com/swarmlet/swarmlet/node.Version=$(VERSION)" -o $(DIST)/swarmlet ./cmd/swarmlet
+	$(GO) run ./cmd/swarmlet install --print --bin /usr/local/bin/swarmlet init > $(DIST)/swarmlet.service
+	printf '%s\n' "swarmlet $(VERSION)" "" \
+		"Install on a VM (as root):" \
+		"    install -m 0755 swarmlet /usr/local/bin/swarmlet" \
+		"    swarmlet install init --advertise-addr IP          # the first manager" \
+		"    swarmlet install join --token TOKEN MANAGER_ADDR   # every other node" \
+		"" "swarmlet.service is the unit 'swarmlet install init' writes; 'swarmlet uninstall' removes it." > $(DIST)/INSTALL
+	tar -C dist -czf $(DIST).tar.gz $(notdir $(DIST))
+	@echo "built $(DIST).tar.gz"
+
 clean:
-	rm -rf $(BIN) results
+	rm -rf $(BIN) results dist

@@ -27,6 +27,8 @@ type Orchestrator struct {
 	clock func() time.Time
 	// NewID names new tasks; it defaults to 128 random bits in lower-case base32.
 	NewID func() string
+	// OnPass, if set, observes each pass.
+	OnPass PassFunc
 }
 
 // NewOrchestrator returns an orchestrator over store. clock is read once per pass.
@@ -47,12 +49,17 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.log.Info("orchestrator started")
 	defer o.log.Info("orchestrator stopped")
 	return runLoop(ctx, o.store, o.log, func(ctx context.Context) (time.Time, error) {
+		start := time.Now()
 		ops, updates, next := o.plan(o.store.Snapshot(), o.clock())
 		if len(ops) > 0 {
 			o.log.Debug("applying task ops", "ops", len(ops))
-			if err := o.store.ApplyTaskOps(ctx, ops); err != nil {
+			err := o.store.ApplyTaskOps(ctx, ops)
+			o.observe(start, ops)
+			if err != nil {
 				return next, err
 			}
+		} else {
+			o.observe(start, nil)
 		}
 		for _, u := range updates {
 			// One entry per decision: each names the spec version it was made on, so
@@ -60,7 +67,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			// the others standing. The change that made it stale wakes the loop.
 			if err := o.store.ApplyUpdateOp(ctx, u); err != nil {
 				if errors.Is(err, api.ErrConflict) || errors.Is(err, api.ErrNotFound) {
-					o.log.Info("update decision overtaken", "service", u.ServiceID, "decision", u.Kind, "err", err)
+					o.log.Info("update decision overtaken", "service", u.ServiceID, "decision", u.Kind, "state", u.Status.State, "err", err)
 					continue
 				}
 				return next, err
@@ -69,6 +76,12 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		}
 		return next, nil
 	}, o.clock)
+}
+
+func (o *Orchestrator) observe(start time.Time, ops []api.TaskOp) {
+	if o.OnPass != nil {
+		o.OnPass(time.Since(start), ops)
+	}
 }
 
 // plan is one pass of the orchestrator over a snapshot.
@@ -103,6 +116,8 @@ type Scheduler struct {
 	store Store
 	log   *slog.Logger
 	clock func() time.Time
+	// OnPass, if set, observes each pass.
+	OnPass PassFunc
 }
 
 // NewScheduler returns a scheduler over store. clock stamps the ops it writes.
@@ -122,23 +137,32 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.log.Info("scheduler started")
 	defer s.log.Info("scheduler stopped")
 	return runLoop(ctx, s.store, s.log, func(ctx context.Context) (time.Time, error) {
+		start := time.Now()
 		snap := s.store.Snapshot()
 		ops := s.plan(snap, s.clock())
-		if len(ops) == 0 {
-			return time.Time{}, nil
-		}
 		// The plan was made on one snapshot; drop what a change since has made wrong
 		// (task removed or already placed, node gone down or drained). The store's
 		// change also wakes the loop, so whatever was dropped is planned again.
-		if fresh := s.store.Snapshot(); fresh.Index() != snap.Index() {
-			ops = recheck(fresh, ops)
+		if len(ops) > 0 {
+			if fresh := s.store.Snapshot(); fresh.Index() != snap.Index() {
+				ops = recheck(fresh, ops)
+			}
 		}
 		if len(ops) == 0 {
+			s.observe(start, nil)
 			return time.Time{}, nil
 		}
 		s.log.Debug("applying placements", "ops", len(ops))
-		return time.Time{}, s.store.ApplyTaskOps(ctx, ops)
+		err := s.store.ApplyTaskOps(ctx, ops)
+		s.observe(start, ops)
+		return time.Time{}, err
 	}, s.clock)
+}
+
+func (s *Scheduler) observe(start time.Time, ops []api.TaskOp) {
+	if s.OnPass != nil {
+		s.OnPass(time.Since(start), ops)
+	}
 }
 
 // plan is one pass of the scheduler over a snapshot: assign ops for what fits, and

@@ -129,6 +129,7 @@ type Dispatcher struct {
 	log     *slog.Logger
 	reports chan statusReport
 	lead    context.Context // the leadership this dispatcher serves
+	open    openSessions
 }
 
 type statusReport struct {
@@ -153,6 +154,7 @@ func NewDispatcher(ctx context.Context, store SessionStore, log *slog.Logger) *D
 // what nodeID must run. It ends early, with ErrNotLeader, when the leadership ends:
 // a deposed leader's state stops moving.
 func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error) {
+	defer d.open.enter(nodeID)()
 	if index > 0 && wait > 0 {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		stop := context.AfterFunc(d.lead, cancel)

@@ -20,6 +20,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if resp == nil {
 		return
 	}
+	s.observe(req, resp)
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("write dns response", "remote", w.RemoteAddr().String(), "err", err)
 	}

@@ -35,6 +35,10 @@ type Config struct {
 	// because a client's own resolver retries after about 5s, and we want to
 	// have tried the next upstream by then.
 	ForwardTimeout time.Duration
+
+	// Observe, if set, is told of each query answered: its type and the kind of
+	// answer (metrics). It must be cheap.
+	Observe func(qtype, kind string)
 }
 
 // Server is a DNS server answering cluster names from a Table and forwarding

@@ -13,6 +13,7 @@ import (
 	"github.com/swarmlet/swarmlet/gossip"
 	"github.com/swarmlet/swarmlet/node/forward"
 	"github.com/swarmlet/swarmlet/node/httpapi"
+	"github.com/swarmlet/swarmlet/node/ui"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
 
@@ -42,7 +43,9 @@ func (d *Daemon) currentStore() *raftstore.Store {
 
 func (d *Daemon) startAPI() error {
 	srv := httpapi.New(httpapi.Config{Node: apiNode{d}, Router: d.router, Peers: d.peers, Logger: d.log.With("component", "api"), Version: Version,
-		Images: d.imageHost(), AdvertiseAddr: d.cfg.AdvertiseAddr})
+		Images: d.imageHost(), AdvertiseAddr: d.cfg.AdvertiseAddr,
+		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request, UI: ui.Handler("/ui/")})
+
 	sock := d.cfg.socketPath()
 	_ = os.Remove(sock) // a stale socket of a dead daemon; the data-dir lock says none runs
 	uln, err := net.Listen("unix", sock)
@@ -114,11 +117,11 @@ func (n apiNode) Leave(ctx context.Context) error {
 	return nil
 }
 
-func (n apiNode) TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+func (n apiNode) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error {
 	if n.d.parts == nil {
 		return fmt.Errorf("no engine on this node: %w", api.ErrInvalid)
 	}
-	return n.d.parts.agent.Logs(ctx, taskID, follow, tail, w)
+	return n.d.parts.agent.Logs(ctx, taskID, opt, w)
 }
 
 func (n apiNode) Dispatcher() *dispatcher.Dispatcher { return n.d.dispatcher.Load() }

@@ -20,6 +20,7 @@ import (
 	"github.com/swarmlet/swarmlet/gossip"
 	"github.com/swarmlet/swarmlet/node/client"
 	"github.com/swarmlet/swarmlet/node/forward"
+	"github.com/swarmlet/swarmlet/node/metrics"
 	"github.com/swarmlet/swarmlet/node/token"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
@@ -62,6 +63,7 @@ type Daemon struct {
 
 	parts      *nodeParts
 	engineKind string
+	metrics    *metrics.Metrics
 	left       bool // this node left the cluster: forget it on stop
 }
 
@@ -76,8 +78,10 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
-	return &Daemon{cfg: cfg, log: cfg.Logger,
-		leaving: make(chan struct{}), stopped: make(chan struct{}), memberChanged: make(chan struct{}, 1)}, nil
+	d := &Daemon{cfg: cfg, log: cfg.Logger,
+		leaving: make(chan struct{}), stopped: make(chan struct{}), memberChanged: make(chan struct{}, 1)}
+	d.metrics = d.newMetrics()
+	return d, nil
 }
 
 // Run starts the node and blocks until ctx ends (SIGTERM) or the node leaves.
@@ -214,10 +218,12 @@ func (d *Daemon) startRaft(bootstrap bool) error {
 		TrailingLogs:      envUint("SWARMLET_RAFT_TRAILING_LOGS"),
 		SnapshotInterval:  envDuration("SWARMLET_RAFT_SNAPSHOT_INTERVAL"),
 		Logger:            d.log.With("component", "raftstore"),
+		Hooks:             d.raftHooks(),
 	})
 	if err != nil {
 		return fmt.Errorf("start raft on %s: %w", d.cfg.raftAddr(), err)
 	}
+	d.observeLeaders(st)
 	d.mu.Lock()
 	d.store = st
 	d.mu.Unlock()
@@ -280,8 +286,9 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	}
 	cl := d.store.Snapshot().Cluster()
 	d.cfg.Out("Swarmlet initialised: node %s is now a manager.\n\n", d.id.NodeID)
-	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), d.cfg.AdvertiseAddr)
-	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), d.cfg.AdvertiseAddr)
+	joinAddr := JoinAddr(d.cfg.AdvertiseAddr, d.cfg.PortBase+offsetAPI)
+	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), joinAddr)
+	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), joinAddr)
 	return nil
 }
 

@@ -75,6 +75,7 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 		d.leadership.Lost()
 	}()
 	log.Info("leadership acquired", "index", st.State().Index(), "term", st.Term())
+	d.goBG(func() { d.announceLeader(ctx, st) })
 	var loops sync.WaitGroup
 	defer loops.Wait()
 	run := func(name string, f func(context.Context) error) {
@@ -86,8 +87,12 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 			}
 		}()
 	}
-	run("orchestrator", dispatcher.NewOrchestrator(store, d.log.With("component", "orchestrator"), time.Now).Run)
-	run("scheduler", dispatcher.NewScheduler(store, d.log.With("component", "scheduler"), time.Now).Run)
+	orch := dispatcher.NewOrchestrator(store, d.log.With("component", "orchestrator"), time.Now)
+	orch.OnPass = passHook(d.metrics, "orchestrator")
+	sched := dispatcher.NewScheduler(store, d.log.With("component", "scheduler"), time.Now)
+	sched.OnPass = passHook(d.metrics, "scheduler")
+	run("orchestrator", orch.Run)
+	run("scheduler", sched.Run)
 	run("dispatcher", disp.Run)
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()

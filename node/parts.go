@@ -76,7 +76,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		if len(ups) == 0 {
 			ups, _ = dnsdisco.UpstreamsFromResolvConf("/etc/resolv.conf", dnsAddr)
 		}
-		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns")})
+		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns"), Observe: d.metrics.DNS})
 		if err := p.dns.Start(); err != nil {
 			return fmt.Errorf("start DNS on %s: %w (use --dns-port to pick another port)", dnsAddr, err)
 		}
@@ -104,6 +104,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		}
 	}
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
+	p.feeder.Observe = lbObserved(d.metrics)
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
 		OnAssignments: func(as api.Assignments) {
 			p.feeder.Apply(ctx, as)

@@ -21,6 +21,7 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res any
 		err error
 	)
+	before := captureBefore(txn, c)
 	switch c := c.(type) {
 	case *ClusterInit:
 		res, err = applyClusterInit(txn, index, c)
@@ -48,12 +49,15 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyServiceRollback(txn, index, c)
 	case *ServiceUpdateStatus:
 		res, err = applyServiceUpdateStatus(txn, index, c)
+	case *LeaderElected:
+		res = c // nothing but its event
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
 	if err != nil {
 		return nil, err
 	}
+	recordEvents(txn, index, c, before, res)
 	s.commit(txn, index)
 	return res, nil
 }

@@ -26,6 +26,7 @@ const (
 	MsgTokenRotate
 	MsgServiceRollback
 	MsgServiceUpdateStatus
+	MsgLeaderElected
 )
 
 var msgNames = map[MsgType]string{
@@ -33,7 +34,7 @@ var msgNames = map[MsgType]string{
 	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
-	MsgServiceUpdateStatus: "service-update-status",
+	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
 }
 
 func (t MsgType) String() string {
@@ -151,6 +152,17 @@ type TokenRotate struct {
 	Secret string       `json:"secret"`
 }
 
+// LeaderElected records, in the log and so in the event log, that a new leader
+// took over. Leadership is Raft's own business, not a command; the new leader
+// proposes this once its barrier has applied, so its place in the log follows
+// everything the old leader committed.
+type LeaderElected struct {
+	NodeID   string    `json:"node_id"`
+	Hostname string    `json:"hostname"`
+	Term     uint64    `json:"term"`
+	At       time.Time `json:"at"`
+}
+
 func (ClusterInit) Type() MsgType         { return MsgClusterInit }
 func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
@@ -164,6 +176,7 @@ func (TaskOps) Type() MsgType             { return MsgTaskOps }
 func (TokenRotate) Type() MsgType         { return MsgTokenRotate }
 func (ServiceRollback) Type() MsgType     { return MsgServiceRollback }
 func (ServiceUpdateStatus) Type() MsgType { return MsgServiceUpdateStatus }
+func (LeaderElected) Type() MsgType       { return MsgLeaderElected }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -207,6 +220,8 @@ func Decode(b []byte) (Command, error) {
 		c = &ServiceRollback{}
 	case MsgServiceUpdateStatus:
 		c = &ServiceUpdateStatus{}
+	case MsgLeaderElected:
+		c = &LeaderElected{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -10,7 +11,8 @@ import (
 // fsm adapts State to raft.FSM (and raft.BatchingFSM, so a burst of entries
 // committed together is applied in one call).
 type fsm struct {
-	state *State
+	state   *State
+	onApply func(MsgType, time.Duration) // optional; observes only
 }
 
 // applyResult travels back to the proposer through the Raft future.
@@ -29,7 +31,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// continuing would fork this manager's state from the others'.
 		panic(fmt.Sprintf("raftstore: entry %d: %v", l.Index, err))
 	}
+	start := time.Now()
 	v, err := f.state.Apply(l.Index, c)
+	if f.onApply != nil {
+		f.onApply(c.Type(), time.Since(start))
+	}
 	return applyResult{Value: v, Err: err}
 }
 

@@ -20,6 +20,7 @@ const (
 	recTask    = "task"
 	recIndex   = "index"
 	recAuth    = "registry-auth"
+	recEvent   = "event"
 )
 
 type record struct {
@@ -63,6 +64,12 @@ func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, a := range v.registryAuths() {
 		if err := put(recAuth, a); err != nil {
+			return 0, err
+		}
+	}
+	events, _ := v.Events(0, 0)
+	for _, e := range events {
+		if err := put(recEvent, e); err != nil {
 			return 0, err
 		}
 	}
@@ -114,6 +121,11 @@ func (s *State) Restore(r io.Reader) error {
 			var a registryAuthRow
 			if err = json.Unmarshal(rec.Val, &a); err == nil {
 				mustInsert(txn, tableRegistryAuth, &a)
+			}
+		case recEvent:
+			var e api.Event
+			if err = json.Unmarshal(rec.Val, &e); err == nil {
+				mustInsert(txn, tableEvents, &e)
 			}
 		default:
 			// A newer version's record kind: skipping it beats refusing to start.

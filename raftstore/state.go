@@ -58,6 +58,9 @@ func schema() *memdb.DBSchema {
 		}},
 		tableCluster:      {Name: tableCluster, Indexes: map[string]*memdb.IndexSchema{"id": id}},
 		tableRegistryAuth: registryAuthTable(),
+		tableEvents: {Name: tableEvents, Indexes: map[string]*memdb.IndexSchema{
+			"id": {Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}},
+		}},
 	}}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -63,6 +64,18 @@ type Config struct {
 	InMemory bool
 	// Transport overrides Stream entirely (raft.InmemTransport in tests).
 	Transport raft.Transport
+	// Hooks observe commits and applies (metrics); any may be nil.
+	Hooks Hooks
+}
+
+// Hooks are called synchronously and must be cheap. They only observe: nothing
+// they do can change what Apply does, which stays deterministic.
+type Hooks struct {
+	// Commit: a proposal of this store's Apply committed and was applied here
+	// (or failed) after d.
+	Commit func(t MsgType, d time.Duration)
+	// Apply: one committed entry took d in the state machine.
+	Apply func(t MsgType, d time.Duration)
 }
 
 // Store is a manager's replicated state: Raft plus the FSM's State.
@@ -73,6 +86,9 @@ type Store struct {
 	closers   []io.Closer
 	log       *slog.Logger
 	id        string
+	hooks     Hooks
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 // Open starts Raft over the data dir. Bootstrap only takes effect on an empty dir.
@@ -105,7 +121,7 @@ func Open(cfg Config) (*Store, error) {
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLogger(logger.With("subsystem", "raft"))
 
-	s := &Store{state: NewState(), log: logger, id: cfg.NodeID}
+	s := &Store{state: NewState(), log: logger, id: cfg.NodeID, hooks: cfg.Hooks, closed: make(chan struct{})}
 	var (
 		logs   raft.LogStore
 		stable raft.StableStore
@@ -161,7 +177,7 @@ func Open(cfg Config) (*Store, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{state: s.state}, logs, stable, snaps, s.transport)
+	r, err := raft.NewRaft(rc, &fsm{state: s.state, onApply: cfg.Hooks.Apply}, logs, stable, snaps, s.transport)
 	if err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -226,9 +242,16 @@ func (s *Store) Apply(ctx context.Context, c Command) (any, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	start := time.Now()
 	f := s.raft.Apply(b, timeout)
 	done := make(chan struct{})
-	go func() { _ = f.Error(); close(done) }()
+	go func() {
+		_ = f.Error()
+		if s.hooks.Commit != nil {
+			s.hooks.Commit(c.Type(), time.Since(start))
+		}
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -314,8 +337,12 @@ func (s *Store) Term() uint64 { return s.raft.CurrentTerm() }
 // LeaderCh reports leadership gained (true) and lost (false).
 func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
 
+// Closed is closed once Close is called.
+func (s *Store) Closed() <-chan struct{} { return s.closed }
+
 // Close stops Raft and closes the log store.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	err := s.raft.Shutdown().Error()
 	s.closeAll()
 	if s.transport != nil {

@@ -85,8 +85,7 @@ func newJoinTokenCmd() *cobra.Command {
 			if rotate {
 				fmt.Fprintf(c.OutOrStdout(), "Rotated the %s join token; the old one no longer works.\n", role)
 			}
-			info, _ := cl.Info(ctx)
-			fmt.Fprintf(c.OutOrStdout(), "To add a %s to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", role, tok, info.Addr)
+			fmt.Fprintf(c.OutOrStdout(), "To add a %s to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", role, tok, joinAddr(ctx, cl))
 			return nil
 		},
 	}
@@ -118,59 +117,7 @@ func newLeaveCmd() *cobra.Command {
 
 func newNodeCmd() *cobra.Command {
 	c := newGroup("node", "Manage nodes")
-	c.AddCommand(newNodeLs(), newNodeInspect(), newNodeUpdate(), newNodeRole("promote", api.RoleManager), newNodeRole("demote", api.RoleWorker), newNodeRm())
-	return c
-}
-
-// nodeRow is a node as listed: the lower-case column names are the JSON keys.
-type nodeRow struct {
-	ID           string            `json:"id"`
-	Hostname     string            `json:"hostname"`
-	Addr         string            `json:"addr"`
-	Role         string            `json:"role"`
-	Status       string            `json:"status"`
-	Availability string            `json:"availability"`
-	Leader       bool              `json:"leader"`
-	Engine       string            `json:"engine"`
-	Labels       map[string]string `json:"labels,omitempty"`
-}
-
-func newNodeLs() *cobra.Command {
-	l := listing[nodeRow]{
-		header: "ID\tHOSTNAME\tADDR\tROLE\tSTATUS\tAVAILABILITY\tLEADER\tENGINE",
-		id:     func(r nodeRow) string { return r.ID },
-		line: func(r nodeRow) string {
-			leader := ""
-			if r.Leader {
-				leader = "*"
-			}
-			return strings.Join([]string{r.ID, r.Hostname, r.Addr, r.Role, r.Status, r.Availability, leader, r.Engine}, "\t")
-		},
-	}
-	c := &cobra.Command{
-		Use: "ls", Short: "List nodes", Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			if err := checkFormat(l.format); err != nil {
-				return err
-			}
-			cl, ctx, cancel, err := connect()
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			nodes, _, err := cl.Nodes(ctx)
-			if err != nil {
-				return err
-			}
-			rows := make([]nodeRow, 0, len(nodes))
-			for _, n := range nodes {
-				rows = append(rows, nodeRow{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Role: string(n.Role), Status: string(n.Status),
-					Availability: string(n.Availability), Leader: n.Leader, Engine: n.Engine, Labels: n.Labels})
-			}
-			return l.print(c.OutOrStdout(), rows)
-		},
-	}
-	l.flags(c, "IDs")
+	c.AddCommand(newNodeLs(), newNodePs(), newNodeInspect(), newNodeUpdate(), newNodeRole("promote", api.RoleManager), newNodeRole("demote", api.RoleWorker), newNodeRm())
 	return c
 }
 

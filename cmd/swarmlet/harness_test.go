@@ -162,6 +162,14 @@ func (c *cluster) stopAll() {
 	for _, p := range procs {
 		_ = p.Process.Signal(syscall.SIGKILL)
 	}
+	// Wait until they are gone: the next test on the same addresses must find
+	// its ports free (tests of one net run one after the other).
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range procs {
+		for syscall.Kill(p.Process.Pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	// Tasks outlive their daemon by design; the test owns them, so it ends them.
 	_ = exec.Command("pkill", "-f", whoamiBin).Run()
 	if c.t.Failed() {

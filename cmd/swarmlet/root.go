@@ -41,6 +41,8 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newImageCmd(), newVersionCmd())
+	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd())
+	completeArgs(root)
 	return root
 }
 
@@ -79,42 +81,6 @@ func connect() (*client.Client, context.Context, context.CancelFunc, error) {
 	return cl, ctx, cancel, nil
 }
 
-// listing is how a listing command prints its rows: IDs with -q, JSON with
-// --format json, else a table.
-type listing[T any] struct {
-	quiet  bool
-	format string
-	header string
-	id     func(T) string
-	line   func(T) string
-}
-
-func (l listing[T]) print(w io.Writer, rows []T) error {
-	switch {
-	case l.quiet:
-		for _, r := range rows {
-			fmt.Fprintln(w, l.id(r))
-		}
-		return nil
-	case l.format == "json":
-		if rows == nil {
-			rows = []T{}
-		}
-		return printJSON(w, rows)
-	}
-	tw := table(w)
-	fmt.Fprintln(tw, l.header)
-	for _, r := range rows {
-		fmt.Fprintln(tw, l.line(r))
-	}
-	return tw.Flush()
-}
-
-func (l *listing[T]) flags(c *cobra.Command, what string) {
-	c.Flags().BoolVarP(&l.quiet, "quiet", "q", false, "print "+what+" only")
-	c.Flags().StringVar(&l.format, "format", "", "json for machine-readable output")
-}
-
 // cmdContext ends on SIGINT/SIGTERM.
 func cmdContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -150,27 +116,4 @@ func checkFormat(f string) error {
 		return fmt.Errorf("invalid --format %q: use json or table", f)
 	}
 	return nil
-}
-
-// newInspect prints the full JSON of each named object, as docker's inspect does.
-func newInspect[T any](use, short string, get func(*client.Client, context.Context, string) (T, error)) *cobra.Command {
-	return &cobra.Command{
-		Use: use, Short: short, Args: cobra.MinimumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			cl, ctx, cancel, err := connect()
-			if err != nil {
-				return err
-			}
-			defer cancel()
-			out := make([]T, 0, len(args))
-			for _, a := range args {
-				v, err := get(cl, ctx, a)
-				if err != nil {
-					return err
-				}
-				out = append(out, v)
-			}
-			return printJSON(c.OutOrStdout(), out)
-		},
-	}
 }

@@ -158,6 +158,10 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		return idx, &Error{Status: resp.StatusCode, Kind: eb.Kind, Msg: eb.Error}
 	}
 	if out != nil {
+		if f, ok := out.(streamFunc); ok {
+			f(resp)
+			return idx, nil
+		}
 		if w, ok := out.(io.Writer); ok {
 			_, err = io.Copy(w, resp.Body)
 			return idx, err
@@ -291,8 +295,8 @@ func (c *Client) Tasks(ctx context.Context, service string, index uint64, wait t
 }
 
 // Logs copies a service's task logs to w.
-func (c *Client) Logs(ctx context.Context, service string, follow bool, tail int, w io.Writer) error {
-	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/services/%s/logs?follow=%t&tail=%d", url.PathEscape(service), follow, tail), nil, w)
+func (c *Client) Logs(ctx context.Context, service string, opt api.LogOptions, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(service)+"/logs?"+opt.Query().Encode(), nil, w)
 	return err
 }
 
@@ -328,7 +332,7 @@ func (c *Client) Depart(ctx context.Context) error {
 }
 
 // TaskLogs streams one local task's log (node-to-node, for service logs).
-func (c *Client) TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
-	_, err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/local/tasks/%s/logs?follow=%t&tail=%d", url.PathEscape(taskID), follow, tail), nil, w)
+func (c *Client) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error {
+	_, err := c.Do(ctx, http.MethodGet, "/v1/local/tasks/"+url.PathEscape(taskID)+"/logs?"+opt.Query().Encode(), nil, w)
 	return err
 }

@@ -26,6 +26,10 @@ type Feeder struct {
 
 	mu     sync.Mutex
 	lbLast string
+
+	// Observe, if set, is told of each programming of the balancer: how long it
+	// took, whether it failed, and the table (metrics).
+	Observe func(t lb.Table, d time.Duration, err error)
 }
 
 // New makes a feeder for this node (nodeAddr: where published ports listen).
@@ -50,7 +54,12 @@ func (f *Feeder) Apply(ctx context.Context, as api.Assignments) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := f.balancer.Sync(sctx, t); err != nil {
+	start := time.Now()
+	err := f.balancer.Sync(sctx, t)
+	if f.Observe != nil {
+		f.Observe(t, time.Since(start), err)
+	}
+	if err != nil {
 		// Not recorded as applied: the next assignments retry it even if the
 		// table is the same (Sync is idempotent).
 		f.log.Warn("lb sync", "err", err)

@@ -86,7 +86,14 @@ type Engine interface {
 	// Changes delivers task IDs whose workload changed state (exited, died), so the
 	// worker need not poll; the channel closes when ctx ends.
 	Changes(ctx context.Context) <-chan string
-	// Logs copies the task's output to w; with follow it keeps copying until ctx ends.
-	Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error
+	// Logs copies the task's output to w; with Follow it keeps copying until ctx
+	// ends. With Timestamps each line starts with its time and a space.
+	Logs(ctx context.Context, taskID string, opt LogOptions, w io.Writer) error
 	Close() error
 }
+
+// LogOptions select what Logs copies (Details is the API's, not the engine's).
+type LogOptions = api.LogOptions
+
+// TimestampFormat is how Logs writes times with Timestamps.
+const TimestampFormat = api.LogTimestampFormat

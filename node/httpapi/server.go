@@ -28,7 +28,7 @@ type Node interface {
 	// daemon, forgetting the cluster.
 	Leave(ctx context.Context) error
 	// TaskLogs copies the log of a task that runs on this node.
-	TaskLogs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error
+	TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error
 	// Dispatcher serves sessions while this node leads; nil otherwise.
 	Dispatcher() *dispatcher.Dispatcher
 	// MembersChanged nudges the leader's member reconciliation (a role change).
@@ -46,6 +46,12 @@ type Config struct {
 	Images ImageHost
 	// AdvertiseAddr is where this node's own connections (to registries) leave from.
 	AdvertiseAddr string
+	// Metrics serves /metrics (nil: 404); ObserveRequest, if set, is told of
+	// each request's route pattern, status and duration.
+	Metrics        http.Handler
+	ObserveRequest func(route string, code int, d time.Duration)
+	// UI serves the dashboard's files under /ui/ (nil: 404).
+	UI http.Handler
 }
 
 // Server is the API's handler set.
@@ -69,7 +75,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // request is handled starts here.
 func (s *Server) routes() {
 	h := func(pattern string, kind forward.Kind, f forward.Handler) {
-		s.mux.HandleFunc(pattern, s.cfg.Router.Route(kind, f))
+		s.mux.HandleFunc(pattern, s.instrument(pattern, s.cfg.Router.Route(kind, f)))
 	}
 	// This node itself.
 	h("GET /v1/info", forward.Local, s.handleInfo)
@@ -79,6 +85,9 @@ func (s *Server) routes() {
 	h("GET /v1/local/images/{ref}", forward.Local, s.handleLocalImage)
 	h("GET /v1/local/images/{ref}/archive", forward.Local, s.handleLocalImageArchive)
 	h("POST /v1/local/images/prune", forward.Local, s.handleImagePrune)
+	h("GET /metrics", forward.Local, s.handleMetrics)
+	h("GET /ui/", forward.Local, s.handleUI)
+	h("GET /{$}", forward.Local, s.handleRoot)
 	// Cluster membership and tokens.
 	h("POST /v1/cluster/join", forward.Write, s.handleJoin)
 	h("GET /v1/join-tokens", forward.Read, s.handleJoinTokens)
@@ -98,6 +107,8 @@ func (s *Server) routes() {
 	h("DELETE /v1/services/{name}", forward.Write, s.handleServiceRemove)
 	h("GET /v1/services/{name}/tasks", forward.Read, s.handleTasks)
 	h("GET /v1/services/{name}/logs", forward.Read, s.handleServiceLogs)
+	h("GET /v1/tasks", forward.Read, s.handleAllTasks)
+	h("GET /v1/events", forward.Read, s.handleEvents)
 	h("GET /v1/endpoints", forward.Read, s.handleEndpoints)
 	// Worker sessions (node to node, with the leader).
 	h("GET /v1/dispatcher/assignments", forward.Session, s.handleAssignments)

@@ -442,6 +442,6 @@ func (a *Agent) StopAll(ctx context.Context) error {
 }
 
 // Logs copies one local task's output.
-func (a *Agent) Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
-	return a.cfg.Engine.Logs(ctx, taskID, follow, tail, w)
+func (a *Agent) Logs(ctx context.Context, taskID string, opt engine.LogOptions, w io.Writer) error {
+	return a.cfg.Engine.Logs(ctx, taskID, opt, w)
 }

@@ -95,7 +95,9 @@ func (f *fakeEngine) List(context.Context) ([]engine.Instance, error) {
 
 func (f *fakeEngine) Changes(context.Context) <-chan string { return f.changes }
 
-func (f *fakeEngine) Logs(context.Context, string, bool, int, io.Writer) error { return nil }
+func (f *fakeEngine) Logs(context.Context, string, engine.LogOptions, io.Writer) error {
+	return nil
+}
 
 func (f *fakeEngine) Close() error { return nil }
 

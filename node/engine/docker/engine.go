@@ -585,9 +585,10 @@ func (e *Engine) forward(ctx context.Context, msgs <-chan events.Message, errs <
 	}
 }
 
-// Logs implements engine.Engine. tail > 0 starts at the last tail lines, else at the
-// beginning. With follow it copies until ctx ends or the container stops.
-func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+// Logs implements engine.Engine. Tail > 0 starts at the last Tail lines, else at the
+// beginning; Since and Timestamps are Docker's own. With Follow it copies until
+// ctx ends or the container stops.
+func (e *Engine) Logs(ctx context.Context, taskID string, opt engine.LogOptions, w io.Writer) error {
 	cs, err := e.cli.ContainerList(ctx, container.ListOptions{
 		All:     true,
 		Filters: e.nodeFilter(filters.Arg("label", engine.LabelTask+"="+taskID)),
@@ -598,9 +599,12 @@ func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int,
 	if len(cs) == 0 {
 		return fmt.Errorf("logs of task %s: no such task", taskID)
 	}
-	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow, Tail: "all"}
-	if tail > 0 {
-		opts.Tail = strconv.Itoa(tail)
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opt.Follow, Tail: "all", Timestamps: opt.Timestamps}
+	if opt.Tail > 0 {
+		opts.Tail = strconv.Itoa(opt.Tail)
+	}
+	if !opt.Since.IsZero() {
+		opts.Since = fmt.Sprintf("%d.%09d", opt.Since.Unix(), opt.Since.Nanosecond())
 	}
 	rc, err := e.cli.ContainerLogs(ctx, cs[0].ID, opts)
 	if err != nil {

@@ -393,7 +393,7 @@ func TestLogs(t *testing.T) {
 	var out string
 	waitFor(t, 10*time.Second, "the listening line", func() bool {
 		var sb strings.Builder
-		if err := e.Logs(context.Background(), task.ID, false, 1, &sb); err != nil {
+		if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Tail: 1}, &sb); err != nil {
 			t.Fatal(err)
 		}
 		out = sb.String()
@@ -406,14 +406,27 @@ func TestLogs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	var sb strings.Builder
-	if err := e.Logs(ctx, task.ID, true, 0, &sb); err != nil {
+	if err := e.Logs(ctx, task.ID, engine.LogOptions{Follow: true}, &sb); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(sb.String(), "listening") {
 		t.Fatalf("follow = %q", sb.String())
 	}
-	if err := e.Logs(context.Background(), "nope", false, 0, io.Discard); err == nil {
+	if err := e.Logs(context.Background(), "nope", engine.LogOptions{}, io.Discard); err == nil {
 		t.Fatal("logs of an unknown task succeeded")
+	}
+	// Docker's own times, in the engine's format; --since a later time: nothing.
+	sb.Reset()
+	if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Tail: 1, Timestamps: true}, &sb); err != nil {
+		t.Fatal(err)
+	}
+	ts, msg, _ := strings.Cut(sb.String(), " ")
+	if at, err := time.Parse(time.RFC3339Nano, ts); err != nil || time.Since(at) > time.Minute || !strings.Contains(msg, "listening") {
+		t.Fatalf("timestamped line %q: %v", sb.String(), err)
+	}
+	sb.Reset()
+	if err := e.Logs(context.Background(), task.ID, engine.LogOptions{Since: time.Now().Add(time.Minute)}, &sb); err != nil || sb.Len() != 0 {
+		t.Fatalf("logs since a minute ahead: %q %v", sb.String(), err)
 	}
 }
 

@@ -49,6 +49,9 @@ type Engine struct {
 	ports    map[string]bool // "tcp/8080": host ports handed to live tasks
 	subs     map[*subscriber]struct{}
 
+	stampMu sync.Mutex       // serialises marking of logs (stamps.go)
+	marked  map[string]int64 // task ID -> log size at its last mark
+
 	stop      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -86,6 +89,7 @@ func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
 		starting: map[string]bool{},
 		ports:    map[string]bool{},
 		subs:     map[*subscriber]struct{}{},
+		marked:   map[string]int64{},
 		stop:     make(chan struct{}),
 	}
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
@@ -94,8 +98,13 @@ func New(cfg engine.Config, logger *slog.Logger) (*Engine, error) {
 	if err := e.adopt(); err != nil {
 		return nil, err
 	}
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.pollAdopted()
+	go e.watchLogs()
+	// Output written while no daemon watched gets its time now, before more comes.
+	for id := range e.tasks {
+		e.markLog(id)
+	}
 	return e, nil
 }
 
@@ -381,11 +390,12 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 		delete(e.tasks, taskID)
 	}
 	e.mu.Unlock()
-	for _, path := range []string{e.recordPath(taskID), e.logPath(taskID)} {
+	for _, path := range []string{e.recordPath(taskID), e.logPath(taskID), e.stampPath(taskID)} {
 		if err := os.Remove(path); err != nil && !isNotExist(err) {
 			return fmt.Errorf("stop task %s: %w", taskID, err)
 		}
 	}
+	e.forgetMarks(taskID)
 	e.log.Info("stopped task", "task", taskID)
 	return nil
 }

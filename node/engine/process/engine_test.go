@@ -473,7 +473,7 @@ func TestLogs(t *testing.T) {
 		{100, "line1\nline2\nline3\nline4\nline5\nerr\n"},
 	} {
 		var sb strings.Builder
-		if err := e.Logs(context.Background(), "t-logs", false, tc.tail, &sb); err != nil {
+		if err := e.Logs(context.Background(), "t-logs", engine.LogOptions{Tail: tc.tail}, &sb); err != nil {
 			t.Fatal(err)
 		}
 		if sb.String() != tc.want {
@@ -490,7 +490,7 @@ func TestLogs(t *testing.T) {
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- e.Logs(context.Background(), "t-follow", true, 0, pw)
+		errc <- e.Logs(context.Background(), "t-follow", engine.LogOptions{Follow: true}, pw)
 		pw.Close()
 	}()
 	sc := bufio.NewScanner(pr)
@@ -508,7 +508,7 @@ func TestLogs(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Logs(context.Background(), "nope", false, 0, io.Discard); err == nil {
+	if err := e.Logs(context.Background(), "nope", engine.LogOptions{}, io.Discard); err == nil {
 		t.Fatal("logs of an unknown task succeeded")
 	}
 }
@@ -589,7 +589,7 @@ func TestStartMany(t *testing.T) {
 			// the engine's choice and the task's bind makes the task exit.
 			if got, _ := findInstance(t, e, inst.TaskID); got.State.Terminal() {
 				var logs strings.Builder
-				_ = e.Logs(context.Background(), inst.TaskID, false, 0, &logs)
+				_ = e.Logs(context.Background(), inst.TaskID, engine.LogOptions{}, &logs)
 				t.Fatalf("task %s exited: %+v\n%s", inst.TaskID, got, logs.String())
 			}
 			return false

@@ -7,15 +7,19 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/swarmlet/swarmlet/node/engine"
 )
 
 // followInterval is how often a followed log file is checked for new output.
 const followInterval = 100 * time.Millisecond
 
-// Logs implements engine.Engine. tail > 0 starts at the last tail lines, else at the
-// beginning. With follow it keeps copying until ctx ends or, as `docker logs -f`
-// does, until the process has exited and its output is drained.
-func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int, w io.Writer) error {
+// Logs implements engine.Engine. Tail > 0 starts at the last Tail lines, Since at
+// the first line written at or after it, else at the beginning. With Follow it
+// keeps copying until ctx ends or, as `docker logs -f` does, until the process has
+// exited and its output is drained. Line times come from the log's marks
+// (stamps.go).
+func (e *Engine) Logs(ctx context.Context, taskID string, opt engine.LogOptions, w io.Writer) error {
 	e.mu.Lock()
 	tk := e.tasks[taskID]
 	e.mu.Unlock()
@@ -27,20 +31,43 @@ func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int,
 		return fmt.Errorf("logs of task %s: %w", taskID, err)
 	}
 	defer f.Close()
-	if tail > 0 {
-		off, err := tailOffset(f, tail)
-		if err != nil {
-			return fmt.Errorf("logs of task %s: %w", taskID, err)
-		}
-		if _, err := f.Seek(off, io.SeekStart); err != nil {
+	stamped := opt.Timestamps || !opt.Since.IsZero()
+	var marks []mark
+	if stamped {
+		e.markLog(taskID)
+		marks = e.readMarks(taskID)
+	}
+	var start int64
+	if opt.Tail > 0 {
+		if start, err = tailOffset(f, opt.Tail); err != nil {
 			return fmt.Errorf("logs of task %s: %w", taskID, err)
 		}
 	}
-	if _, err := io.Copy(w, f); err != nil {
+	if !opt.Since.IsZero() {
+		start = max(start, offsetSince(marks, opt.Since))
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		return fmt.Errorf("logs of task %s: %w", taskID, err)
 	}
-	if !follow || tk == nil {
-		return nil
+	var out io.Writer = w
+	var lw *stampWriter
+	if opt.Timestamps {
+		lw = &stampWriter{w: w, off: start, marks: marks}
+		out = lw
+	}
+	copyNew := func() error {
+		if lw != nil {
+			e.markLog(taskID)
+			lw.marks = e.moreMarks(taskID, lw.marks)
+		}
+		_, err := io.Copy(out, f)
+		return err
+	}
+	if _, err := io.Copy(out, f); err != nil {
+		return fmt.Errorf("logs of task %s: %w", taskID, err)
+	}
+	if !opt.Follow || tk == nil {
+		return lw.flush()
 	}
 	t := time.NewTicker(followInterval)
 	defer t.Stop()
@@ -48,18 +75,57 @@ func (e *Engine) Logs(ctx context.Context, taskID string, follow bool, tail int,
 		var exited bool
 		select {
 		case <-ctx.Done():
-			return nil
+			return lw.flush()
 		case <-tk.done:
 			exited = true
 		case <-t.C:
 		}
-		if _, err := io.Copy(w, f); err != nil {
+		if err := copyNew(); err != nil {
 			return fmt.Errorf("logs of task %s: %w", taskID, err)
 		}
 		if exited {
-			return nil
+			return lw.flush()
 		}
 	}
+}
+
+// stampWriter writes whole lines, each after the time of its write. A partial
+// last line waits for its end (or flush).
+type stampWriter struct {
+	w     io.Writer
+	off   int64 // log offset of the first byte of buf
+	buf   []byte
+	marks []mark
+}
+
+func (s *stampWriter) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if err := s.line(s.buf[:i+1]); err != nil {
+			return 0, err
+		}
+		s.buf = s.buf[i+1:]
+	}
+}
+
+func (s *stampWriter) line(l []byte) error {
+	s.off += int64(len(l))
+	ts := stampAt(s.marks, s.off).UTC().Format(engine.TimestampFormat)
+	_, err := io.WriteString(s.w, ts+" "+string(l))
+	return err
+}
+
+func (s *stampWriter) flush() error {
+	if s == nil || len(s.buf) == 0 {
+		return nil
+	}
+	err := s.line(append(s.buf, '\n'))
+	s.buf = nil
+	return err
 }
 
 // tailOffset finds where the last n lines of f begin, reading backwards in blocks
