@@ -147,7 +147,7 @@ func TestImagesRegistry(t *testing.T) {
 				case <-time.After(100 * time.Millisecond):
 				}
 				ps, _, _ := c.cli(1, "service", "ps", "regweb")
-				saw = strings.Contains(ps, "preparing (pulling "+repo+":v1")
+				saw = strings.Contains(strings.ToLower(ps), "preparing") && strings.Contains(ps, "(pulling "+repo+":v1")
 			}
 			psSaw <- true
 		}()

@@ -34,6 +34,8 @@ type taskRow struct {
 	// Health is the task's health check verdict (starting, healthy, unhealthy).
 	Health      string `json:"health,omitempty"`
 	SpecVersion uint64 `json:"spec_version"`
+	// Progress is what a preparing task is doing (pulling or fetching its image).
+	Progress string `json:"progress,omitempty"`
 
 	at time.Time
 }
@@ -69,7 +71,9 @@ func psListing(noTrunc *bool) listing[taskRow] {
 				// Docker's "Running 5 minutes ago".
 				v.CurrentState = fmt.Sprintf("%s %s ago", capitalize(r.Current), strings.ToLower(units.HumanDuration(now().Sub(r.at))))
 			}
-			if r.Health != "" && r.Health != string(api.HealthNone) {
+			if r.Progress != "" {
+				v.CurrentState += " (" + r.Progress + ")"
+			} else if r.Health != "" && r.Health != string(api.HealthNone) {
 				v.CurrentState += " (" + r.Health + ")"
 			}
 			if !*noTrunc {
@@ -165,7 +169,7 @@ func taskRows(tasks []api.Task, nodes []api.NodeInfo, all bool, f filters) []tas
 		row := taskRow{ID: t.ID, Name: name, Image: t.Spec.Image, Node: t.NodeID, NodeName: hostname[t.NodeID],
 			Desired: t.DesiredState.String(), Current: t.Status.State.String(), Error: errText, Service: t.ServiceName,
 			Slot: t.Slot, Ports: strings.Join(ports, ","), History: g == prev, at: t.Status.Timestamp,
-			Health: string(t.Status.Health), SpecVersion: t.SpecVersion}
+			Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Progress: preparingProgress(t)}
 		if !t.Status.Timestamp.IsZero() {
 			row.Since = t.Status.Timestamp.Format(time.RFC3339)
 		}

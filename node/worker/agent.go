@@ -238,6 +238,12 @@ func (a *Agent) reconcile(ctx context.Context) error {
 				a.endUnhealthy(ctx, t)
 			}
 			live[t.ID] = true
+		case in.State == api.TaskStarting:
+			// Created, not yet started: our own start in progress (startAsync is
+			// then a no-op), or one a worker that died left behind, which Start
+			// recreates. Not an exit: reporting it "complete" failed rolling
+			// updates whose new task was still being created.
+			a.startAsync(ctx, t)
 		default:
 			a.report(t.ID, exitStatus(in))
 		}

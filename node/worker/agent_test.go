@@ -283,3 +283,21 @@ func TestAgentStopsAllWhenNodeRemoved(t *testing.T) {
 	mgr.remove()
 	waitUntil(t, "a stopped after removal", func() bool { return !eng.has("a") })
 }
+
+// A container created but not started (a start in progress, or one a dead worker
+// left) is not an exit: the task is started, never reported complete.
+func TestAgentCreatedIsNotFinished(t *testing.T) {
+	eng, mgr := newFakeEngine(), newFakeManager()
+	mgr.history = map[string][]api.TaskStatus{}
+	eng.running["half"] = engine.Instance{TaskID: "half", ID: "c-half", State: api.TaskStarting}
+	startAgent(t, eng, mgr)
+	mgr.set(task("half", "img", api.TaskRunning, api.TaskAssigned))
+	waitUntil(t, "half running", func() bool { return mgr.state("half") == api.TaskRunning })
+	mgr.mu.Lock()
+	defer mgr.mu.Unlock()
+	for _, st := range mgr.history["half"] {
+		if st.State.Terminal() {
+			t.Fatalf("a created container was reported %s: %+v", st.State, mgr.history["half"])
+		}
+	}
+}
