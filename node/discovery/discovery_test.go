@@ -40,7 +40,7 @@ func TestDNSTable(t *testing.T) {
 				{Addr: net.ParseIP("192.0.2.2"), Node: "n2", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 80, HostPort: 30002}}},
 			}},
 			// dnsrr: no VIP in DNS.
-			"db": {Tasks: []dnsdisco.Task{{Addr: net.ParseIP("10.42.2.2"), Node: "n2", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 5432, HostPort: 5432}}}}},
+			"db":   {Tasks: []dnsdisco.Task{{Addr: net.ParseIP("10.42.2.2"), Node: "n2", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 5432, HostPort: 5432}}}}},
 			"idle": {VIP: net.ParseIP("10.43.0.4")},
 		},
 	}
