@@ -57,6 +57,11 @@ type Config struct {
 	// TableName is the nftables table this balancer owns (family ip).
 	// Default "swarmlet".
 	TableName string
+	// Owner is written into the nftables table (its base rules' comments)
+	// so that ListTables can tell whose a table is: the daemon passes its
+	// cluster ID, and removes its own cluster's tables of nodes that are gone
+	// while leaving other clusters' alone. No spaces or quotes.
+	Owner string
 	// MasqueradeMark is the packet mark bit the nftables balancer sets on
 	// connections it DNATs so that its postrouting chain can masquerade exactly
 	// those (and not, say, Docker's own published ports). Default 0x4000.

@@ -273,7 +273,11 @@ func (b *nftBalancer) baseChainSpec(name string) (*nftables.Chain, bool) {
 }
 
 func (b *nftBalancer) baseComment(chain string) string {
-	return fmt.Sprintf("swarmlet %s %s mark=%#x", nftSchema, chain, b.cfg.MasqueradeMark)
+	c := fmt.Sprintf("swarmlet %s %s mark=%#x", nftSchema, chain, b.cfg.MasqueradeMark)
+	if b.cfg.Owner != "" {
+		c += " owner=" + b.cfg.Owner
+	}
+	return c
 }
 
 // fingerprint summarises everything the frontend chain's rule depends on.
