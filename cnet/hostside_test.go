@@ -1,0 +1,116 @@
+package cnet
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Containers reaching outside the pool (another host's own address) leave
+// masqueraded as their host; traffic to the pool keeps the container's
+// address; RemoveMasquerade takes the rule away again.
+func TestMasquerade(t *testing.T) {
+	requireIPTables(t)
+	h1, h2 := newBed(t)
+	tab := Table{Peers: []Peer{h1.peer(), h2.peer()}}
+	syncOK(t, h1.overlay(t, testDev), tab)
+	syncOK(t, h2.overlay(t, testDev), tab)
+	echoServer(t, h2.ctr, "10.42.2.2:7000")
+	hostAddr := netip.AddrPortFrom(h2.underlay, 7001).String()
+	echoServer(t, h2.ns, hostAddr)
+	allow := func() error { return h1.ns.Do(func() error { return AllowMasquerade(h1.subnet, DefaultPool, "n1") }) }
+	remove := func() error { return h1.ns.Do(func() error { return RemoveMasquerade(h1.subnet, DefaultPool, "n1") }) }
+
+	// Without the masquerade h2 answers the container through the overlay,
+	// so the container's own address arrives: that is what must change.
+	if seen, err := echo(h1.ctr, hostAddr, 1); err != nil || seen != "10.42.1.2" {
+		t.Fatalf("before the masquerade: seen %q, %v", seen, err)
+	}
+	must(t, "AllowMasquerade", allow())
+	must(t, "AllowMasquerade again", allow())
+	out, err := h1.ns.run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
+	must(t, "list POSTROUTING", err)
+	if n := strings.Count(out, fwComment); n != 1 {
+		t.Fatalf("after AllowMasquerade twice, %d rules of ours:\n%s", n, out)
+	}
+	if seen, err := echo(h1.ctr, hostAddr, 1<<16); err != nil || seen != h1.underlay.String() {
+		t.Fatalf("to another host's address: seen %q, %v; want the host's %s", seen, err, h1.underlay)
+	}
+	if seen, err := echo(h1.ctr, "10.42.2.2:7000", 1<<16); err != nil || seen != "10.42.1.2" {
+		t.Fatalf("to a container on another host: seen %q, %v; want the container's own address", seen, err)
+	}
+	must(t, "RemoveMasquerade", remove())
+	must(t, "RemoveMasquerade again", remove())
+	out, _ = h1.ns.run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
+	if strings.Contains(out, fwComment) {
+		t.Fatalf("after RemoveMasquerade:\n%s", out)
+	}
+}
+
+// The service range routes to the host: a VIP-range address binds and is
+// reached locally, and nothing is routed anywhere else.
+func TestServiceRoute(t *testing.T) {
+	ns := newTestNS(t)
+	services := netip.MustParsePrefix("10.43.0.0/16")
+	dial := func(addr string) error { return reach(ns, addr, 300*time.Millisecond) }
+	if err := dial("10.43.0.5:7000"); err == nil {
+		t.Fatal("10.43.0.5 is reachable before the route exists")
+	}
+	must(t, "EnsureServiceRoute", EnsureServiceRoute(services, ns.fd()))
+	must(t, "EnsureServiceRoute again", EnsureServiceRoute(services, ns.fd()))
+	out, err := ns.run("ip", "route", "show", "table", "local", "proto", "83")
+	must(t, "list routes", err)
+	if strings.Count(out, "local 10.43.0.0/16 dev lo") != 1 {
+		t.Fatalf("local table:\n%s", out)
+	}
+	var ln net.Listener
+	must(t, "listen on a VIP", ns.Do(func() (err error) { ln, err = net.Listen("tcp", "10.43.0.5:7000"); return err }))
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	must(t, "dial the VIP", dial("10.43.0.5:7000"))
+	if err := dial("10.43.0.6:7000"); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("an unmatched VIP: %v, want connection refused by this host", err)
+	}
+	must(t, "RemoveServiceRoute", RemoveServiceRoute(services, ns.fd()))
+	must(t, "RemoveServiceRoute again", RemoveServiceRoute(services, ns.fd()))
+	if out, _ := ns.run("ip", "route", "show", "table", "local", "proto", "83"); strings.TrimSpace(out) != "" {
+		t.Fatalf("after RemoveServiceRoute:\n%s", out)
+	}
+}
+
+// A device carries its owner in its alias; Devices finds it and RemoveDevice
+// deletes it, refusing anything that is not vxlan.
+func TestDevices(t *testing.T) {
+	h1, h2 := newBed(t)
+	o, err := New(Config{Device: "swl-tst1", UnderlayIP: h1.underlay, LocalSubnet: h1.subnet, NetNSFd: h1.ns.fd(),
+		Logger: testLogger(t), Alias: "swarmlet cluster=c1 node=n1"})
+	must(t, "New", err)
+	t.Cleanup(func() { o.Close(false) })
+	syncOK(t, o, Table{Peers: []Peer{h1.peer(), h2.peer()}})
+	devs, err := Devices("swl-", h1.ns.fd())
+	must(t, "Devices", err)
+	if len(devs) != 1 || devs[0] != (Device{Name: "swl-tst1", Alias: "swarmlet cluster=c1 node=n1", VNI: DefaultVNI}) {
+		t.Fatalf("Devices = %+v", devs)
+	}
+	if err := RemoveDevice("swlcn-br", h1.ns.fd()); err == nil {
+		t.Fatal("RemoveDevice deleted a bridge")
+	}
+	must(t, "RemoveDevice", RemoveDevice("swl-tst1", h1.ns.fd()))
+	must(t, "RemoveDevice again", RemoveDevice("swl-tst1", h1.ns.fd()))
+	if devs, _ := Devices("swl-", h1.ns.fd()); len(devs) != 0 {
+		t.Fatalf("after RemoveDevice: %+v", devs)
+	}
+	if out, _ := h1.ns.run("ip", "route", "show", "proto", "83"); strings.TrimSpace(out) != "" {
+		t.Fatalf("routes of the removed device remain:\n%s", out)
+	}
+}
