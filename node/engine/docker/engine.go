@@ -43,7 +43,16 @@ type Engine struct {
 	log *slog.Logger
 	cli *client.Client
 	dns string // IP given to containers as their DNS server, "" for Docker's default
+	net netState
+	// NetworkWait bounds how long Start waits for the first SetNetwork
+	// (DefaultNetworkWait if zero); set it before the first Start.
+	NetworkWait time.Duration
 }
+
+// DefaultNetworkWait is how long a Start waits for the node's container
+// network: the node sets it up from its first session answer, right before
+// its first tasks start.
+const DefaultNetworkWait = 20 * time.Second
 
 var _ engine.Engine = (*Engine)(nil)
 
@@ -181,12 +190,29 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			Memory:   t.Spec.Limits.MemoryBytes,
 		},
 	}
-	if e.dns != "" {
+	wait := e.NetworkWait
+	if wait <= 0 {
+		wait = DefaultNetworkWait
+	}
+	cn, err := e.net.current(ctx, wait)
+	if err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
+	mode, endpoints, dns, search := e.attach(cn)
+	var netConfig *network.NetworkingConfig
+	if mode != "" {
+		hostConfig.NetworkMode = container.NetworkMode(mode)
+		netConfig = &network.NetworkingConfig{EndpointsConfig: endpoints}
+	}
+	switch {
+	case len(dns) > 0:
+		hostConfig.DNS, hostConfig.DNSSearch = dns, search
+	case e.dns != "":
 		hostConfig.DNS = []string{e.dns}
 	}
 	name := ContainerName(t)
 
-	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
 	if cerrdefs.IsConflict(err) {
 		// The name is taken: Start was called before for this task (a worker restart).
 		if inst, ok, ierr := e.existing(ctx, name, t.ID); ierr != nil {
@@ -194,7 +220,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		} else if ok {
 			return inst, nil
 		}
-		resp, err = e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+		resp, err = e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
 	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -223,7 +249,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	if err != nil {
 		return engine.Instance{}, fmt.Errorf("start task %s: inspect container: %w", t.ID, err)
 	}
-	inst := instanceFromInspect(info)
+	inst := e.instanceFromInspect(info)
 	e.log.Info("started task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot,
 		"container", shortID(resp.ID), "image", t.Spec.Image, "addr", inst.Addr, "ports", inst.Ports)
 	return inst, nil
@@ -240,7 +266,7 @@ func (e *Engine) existing(ctx context.Context, name, taskID string) (engine.Inst
 	if err != nil {
 		return engine.Instance{}, false, fmt.Errorf("inspect container %s: %w", name, err)
 	}
-	inst := instanceFromInspect(info)
+	inst := e.instanceFromInspect(info)
 	if inst.TaskID == taskID && inst.NodeID == e.cfg.NodeID && inst.State == api.TaskRunning {
 		return inst, true, nil
 	}
@@ -319,7 +345,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
-			out = append(out, instanceFromSummary(c))
+			out = append(out, e.instanceFromSummary(c))
 		default:
 			info, err := e.cli.ContainerInspect(ctx, c.ID)
 			if cerrdefs.IsNotFound(err) {
@@ -328,7 +354,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 			if err != nil {
 				return nil, fmt.Errorf("list containers: inspect %s: %w", shortID(c.ID), err)
 			}
-			out = append(out, instanceFromInspect(info))
+			out = append(out, e.instanceFromInspect(info))
 		}
 	}
 	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
@@ -344,11 +370,11 @@ func baseInstance(id string, labels map[string]string) engine.Instance {
 	}
 }
 
-func instanceFromSummary(c container.Summary) engine.Instance {
+func (e *Engine) instanceFromSummary(c container.Summary) engine.Instance {
 	inst := baseInstance(c.ID, c.Labels)
 	inst.State = api.TaskRunning
 	if c.NetworkSettings != nil {
-		inst.Addr = networkIP(c.NetworkSettings.Networks)
+		inst.Addr = networkIP(c.NetworkSettings.Networks, e.networkName())
 	}
 	seen := map[api.PortBinding]bool{}
 	for _, p := range c.Ports {
@@ -365,14 +391,14 @@ func instanceFromSummary(c container.Summary) engine.Instance {
 	return inst
 }
 
-func instanceFromInspect(info container.InspectResponse) engine.Instance {
+func (e *Engine) instanceFromInspect(info container.InspectResponse) engine.Instance {
 	var labels map[string]string
 	if info.Config != nil {
 		labels = info.Config.Labels
 	}
 	inst := baseInstance(info.ID, labels)
 	if info.NetworkSettings != nil {
-		inst.Addr = networkIP(info.NetworkSettings.Networks)
+		inst.Addr = networkIP(info.NetworkSettings.Networks, e.networkName())
 		seen := map[api.PortBinding]bool{}
 		for port, bs := range info.NetworkSettings.Ports {
 			for _, pb := range bs {
@@ -420,11 +446,14 @@ func instanceFromInspect(info container.InspectResponse) engine.Instance {
 	return inst
 }
 
-// networkIP is the container's address: on the default bridge if it is there, else
-// on the first network by name (a stable choice).
-func networkIP(nets map[string]*network.EndpointSettings) string {
-	if n := nets["bridge"]; n != nil && n.IPAddress != "" {
-		return n.IPAddress
+// networkIP is the container's address: on the node's network (ours) if it
+// is there, then on the default bridge, else on the first network by name (a
+// stable choice).
+func networkIP(nets map[string]*network.EndpointSettings, ours string) string {
+	for _, name := range []string{ours, "bridge"} {
+		if n := nets[name]; name != "" && n != nil && n.IPAddress != "" {
+			return n.IPAddress
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(nets)) {
 		if n := nets[name]; n != nil && n.IPAddress != "" {
