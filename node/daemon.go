@@ -118,7 +118,10 @@ func (d *Daemon) start(ctx context.Context) error {
 		if d.cfg.ForceNewCluster {
 			return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds none", d.cfg.DataDir)
 		}
-		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager}
+		// The cluster's ID is chosen now: the node's parts name it (they
+		// mark what they make on the host with it) before initCluster
+		// records it.
+		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager, ClusterID: token.RandomID(16)}
 	case fresh:
 		if id, err = d.joinCluster(ctx); err != nil {
 			return err
@@ -260,7 +263,7 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	clusterID := token.RandomID(16)
+	clusterID := d.id.ClusterID
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{

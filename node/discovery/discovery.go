@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -87,13 +88,25 @@ func DNSTable(as api.Assignments) dnsdisco.Table {
 }
 
 // LBTable maps VIP:target and every ingress-published port on this node's address
-// to the tasks' reachable host ports.
+// to the tasks: a container on the cluster network directly (its address and the
+// target port, routable from every node), anything else (process tasks, a
+// container on Docker's default bridge) through its host port on its node.
 func LBTable(as api.Assignments, nodeAddr string) lb.Table {
 	var t lb.Table
+	subnets := map[string]netip.Prefix{}
+	for _, n := range as.Nodes {
+		if p, err := netip.ParsePrefix(n.Subnet); err == nil {
+			subnets[n.ID] = p
+		}
+	}
 	for _, se := range as.Endpoints {
 		for _, pc := range se.Ports {
 			var backends []lb.Backend
 			for _, e := range se.Tasks {
+				if a, err := netip.ParseAddr(e.Addr); err == nil && subnets[e.NodeID].Contains(a) {
+					backends = append(backends, lb.Backend{IP: net.ParseIP(e.Addr), Port: pc.TargetPort})
+					continue
+				}
 				for _, pb := range e.Ports {
 					if pb.TargetPort == pc.TargetPort && pb.Protocol == pc.Protocol && pb.HostPort > 0 {
 						backends = append(backends, lb.Backend{IP: net.ParseIP(e.NodeIP), Port: pb.HostPort})
