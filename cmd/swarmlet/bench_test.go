@@ -76,7 +76,7 @@ func BenchmarkCreate20(b *testing.B) {
 	}
 	for _, eng := range engines {
 		c := newBenchCluster(b, 70)
-		c.extra = []string{"--engine", eng, "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+		c.extra = []string{"--engine", eng, "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(c.net)}
 		c.start(1, "")
 		wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
 		c.start(2, wtok)
