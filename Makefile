@@ -32,6 +32,16 @@ image:
 scenarios: build
 	$(GO) test ./scenarios -count=1 -v -timeout 90m
 
+# A multi-host test bed by hand (scenarios/bed): HOSTS namespaces on a private
+# bridge, each with its own dockerd and the test image; up until Ctrl-C or bed-down.
+.PHONY: bed bed-down
+HOSTS ?= 3
+bed: image
+	$(GO) run ./scenarios/bed/cmd/swlbed up -n $(HOSTS) -load swarmlet/whoami:test
+
+bed-down:
+	$(GO) run ./scenarios/bed/cmd/swlbed down
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./raftstore/ ./dispatcher/ ./dnsdisco/
 
