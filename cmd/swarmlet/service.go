@@ -399,6 +399,7 @@ type taskRow struct {
 	Slot    uint64 `json:"slot"`
 	Since   string `json:"since,omitempty"`
 	Ports   string `json:"ports,omitempty"`
+	Addr    string `json:"addr,omitempty"` // where the task answers: its container's address, or its node's
 }
 
 func newServicePs() *cobra.Command {
@@ -448,7 +449,7 @@ func newServicePs() *cobra.Command {
 					ports = append(ports, fmt.Sprintf("%d->%d/%s", p.HostPort, p.TargetPort, p.Protocol))
 				}
 				rows = append(rows, taskRow{ID: t.ID, Name: taskName(&t), Node: t.NodeID, Desired: t.DesiredState.String(), Current: t.Status.State.String(),
-					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339), Ports: strings.Join(ports, ",")})
+					Error: errText, Service: t.ServiceName, Slot: t.Slot, Since: t.Status.Timestamp.Format(time.RFC3339Nano), Ports: strings.Join(ports, ","), Addr: t.Status.Addr})
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},

@@ -22,7 +22,7 @@ import (
 //	whoami get URL [N]               N requests (default 1), one connection each; prints each answer
 //	whoami resolve NAME              prints NAME's addresses
 //	whoami loop URL DURATION         requests back to back; prints requests= failed= first_error=
-//	whoami bench URL DURATION [C]    C concurrent clients (default 4); prints requests= seconds= rps= failed=
+//	whoami bench DURATION C URL...   C concurrent clients, round robin over the URLs; prints requests= seconds= rps= failed=
 //	whoami dnsbench NAME DURATION [C [SERVER]]  lookups, through resolv.conf or SERVER (ip:port)
 var clientCommands = map[string]func(args []string) error{
 	"get": cmdGet, "resolve": cmdResolve, "loop": cmdLoop, "bench": cmdBench, "dnsbench": cmdDNSBench,
@@ -166,19 +166,24 @@ func concurrency(args []string, i int) (int, error) {
 }
 
 func cmdBench(args []string) error {
-	if len(args) < 2 {
-		return errors.New("bench URL DURATION [C]")
+	if len(args) < 3 {
+		return errors.New("bench DURATION C URL...")
 	}
-	d, err := duration(args[1])
+	d, err := duration(args[0])
 	if err != nil {
 		return err
 	}
-	conc, err := concurrency(args, 2)
+	conc, err := concurrency(args, 1)
 	if err != nil {
 		return err
 	}
+	urls := args[2:]
+	var next atomic.Uint64
 	c := httpClient()
-	run(d, conc, func() error { _, err := getOnce(c, args[0]); return err })
+	run(d, conc, func() error {
+		_, err := getOnce(c, urls[next.Add(1)%uint64(len(urls))])
+		return err
+	})
 	return nil
 }
 

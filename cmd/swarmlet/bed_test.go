@@ -1,0 +1,280 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// TestBedClusterNetwork: three hosts, each with its own dockerd and a swarmlet
+// node inside its namespace (docker engine, nftables balancer, DNS on 53).
+// From a client container on host 1, through its own resolver: `web` and
+// `tasks.web` resolve, the VIP reaches web's tasks on all three hosts, every
+// task address answers on its target port; the published port answers on a
+// host without a task; scale and rm show in DNS and the VIP on every host; a
+// host cut off drops out of DNS and the VIP within a bound and comes back
+// when healed; daemon restarts keep container traffic flowing; leave removes
+// what the node made on its host.
+func TestBedClusterNetwork(t *testing.T) {
+	c := newBedCluster(t, 3)
+	c.up()
+	c.mustCLI(1, "service", "create", "--name", "web", "--replicas", "3", "-p", "8080:80", "--restart-delay", "0s", bedImage)
+	c.mustCLI(1, "service", "create", "--name", "client", "--constraint", "node.hostname==h1", bedImage)
+	web := c.serving("web")
+	onHost := map[int]bedTask{}
+	for _, x := range web {
+		onHost[c.hostOf(x.Node)] = x
+	}
+	if len(onHost) != 3 {
+		t.Fatalf("web's 3 tasks are not on 3 hosts: %+v", web)
+	}
+	vip := c.vip("web")
+	if a, err := netip.ParseAddr(vip); err != nil || !netip.MustParsePrefix("10.43.0.0/16").Contains(a) {
+		t.Fatalf("VIP %q is not of the service range", vip)
+	}
+	// Every task has an address of its own node's subnet.
+	for i, x := range onHost {
+		sub := c.subnetOf(i)
+		p, err := netip.ParsePrefix(sub)
+		a, err2 := netip.ParseAddr(x.Addr)
+		if err != nil || err2 != nil || !p.Contains(a) {
+			t.Fatalf("task %s on host %d has address %q, not of the node's subnet %q", x.ID, i, x.Addr, sub)
+		}
+	}
+	client := c.container(1, "client")
+	in := func(args ...string) string {
+		t.Helper()
+		out, err := c.inContainer(1, client, args...)
+		if err != nil {
+			t.Fatalf("in the client container: whoami %s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+
+	t.Run("names resolve inside the container", func(t *testing.T) {
+		for _, name := range []string{"web", "web.swarmlet"} {
+			if got := strings.Fields(in("resolve", name)); !slices.Equal(got, []string{vip}) {
+				t.Fatalf("%s resolves to %v, want the VIP %s", name, got, vip)
+			}
+		}
+		got := strings.Fields(in("resolve", "tasks.web"))
+		slices.Sort(got)
+		if want := addrsOf(web); !slices.Equal(got, want) {
+			t.Fatalf("tasks.web resolves to %v, want the tasks' addresses %v", got, want)
+		}
+	})
+	t.Run("the VIP reaches tasks on every host", func(t *testing.T) {
+		if err := sameTasks(answers(in("get", "http://web/", "30")), idsOf(web)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("every task address answers on its target port", func(t *testing.T) {
+		for _, x := range web {
+			if got := answers(in("get", "http://"+x.Addr+":80/")); got[x.ID] != 1 {
+				t.Fatalf("%s answered %v, want task %s", x.Addr, got, x.ID)
+			}
+		}
+	})
+	t.Run("hosts reach the VIP too", func(t *testing.T) {
+		for i := range c.nodes {
+			got, err := c.hostGet(i, "http://"+vip+"/", 30)
+			if err == nil {
+				err = sameTasks(got, idsOf(web))
+			}
+			if err != nil {
+				t.Fatalf("from host %d: %v", i, err)
+			}
+		}
+	})
+
+	// Scale to 2: one host is left without a task; its published port still
+	// answers, from a host and from the container; DNS and the VIP follow on
+	// every host.
+	c.mustCLI(1, "service", "scale", "web=2")
+	web = c.serving("web")
+	free := 0
+	for i := range c.nodes {
+		if !slices.ContainsFunc(web, func(x bedTask) bool { return c.hostOf(x.Node) == i }) {
+			free = i
+		}
+	}
+	if len(web) != 2 || free == 0 {
+		t.Fatalf("after scale to 2: %+v", web)
+	}
+	checkEverywhere := func(what string, web []bedTask, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		waitFor(t, within, what, func() bool { return c.everywhere(vip, web) == nil })
+		return time.Since(start)
+	}
+	took := checkEverywhere("DNS and the VIP on every host after scale to 2", web, 5*time.Second)
+	t.Logf("scale to 2: DNS and VIP on every host agreed %s after scale returned", took.Round(time.Millisecond))
+	mesh := fmt.Sprintf("http://%s:8080/", c.nodes[free].h.Addr)
+	for i := range c.nodes {
+		got, err := c.hostGet(i, mesh, 30)
+		if err == nil {
+			err = sameTasks(got, idsOf(web))
+		}
+		if err != nil {
+			t.Fatalf("published port of host %d (no task there) from host %d: %v", free, i, err)
+		}
+	}
+	if err := sameTasks(answers(in("get", mesh, "30")), idsOf(web)); err != nil {
+		t.Fatalf("published port of host %d from the client container: %v", free, err)
+	}
+
+	// Back to 3, then host 2 is cut off: its endpoint leaves DNS and the VIP
+	// on host 1 within a bound, and comes back once healed.
+	c.mustCLI(1, "service", "scale", "web=3")
+	web = c.serving("web")
+	checkEverywhere("DNS and the VIP on every host after scale to 3", web, 5*time.Second)
+	var cut bedTask
+	for _, x := range web {
+		if c.hostOf(x.Node) == 2 {
+			cut = x
+		}
+	}
+	if cut.ID == "" {
+		t.Fatalf("no task on host 2: %+v", web)
+	}
+	if err := c.nodes[2].h.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 30*time.Second, "host 2's task out of tasks.web and the VIP in the client container", func() bool {
+		out, err := c.inContainer(1, client, "resolve", "tasks.web")
+		if err != nil || strings.Contains(out, cut.Addr) {
+			return false
+		}
+		got, err := c.inContainer(1, client, "get", "http://"+vip+"/", "10")
+		return err == nil && answers(got)[cut.ID] == 0
+	})
+	t.Logf("host 2 cut off: its endpoint left DNS and the VIP in the client container after %s", time.Since(start).Round(time.Millisecond))
+	if err := c.nodes[2].h.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	waitFor(t, 40*time.Second, "three serving tasks, in DNS and behind the VIP everywhere, after the heal", func() bool {
+		web = c.serving("web")
+		return len(web) == 3 && c.everywhere(vip, web) == nil
+	})
+	t.Logf("host 2 healed: DNS and the VIP everywhere show 3 tasks again after %s", time.Since(start).Round(time.Millisecond))
+
+	// Daemon restarts (a graceful one on the client's host, a kill -9 on
+	// another) keep container traffic through the VIP flowing.
+	t.Run("restarts keep traffic flowing", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var loop string
+		var loopErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop, loopErr = c.inContainer(1, client, "loop", "http://"+vip+"/", "8s")
+		}()
+		time.Sleep(time.Second)
+		c.stop(1, syscall.SIGTERM)
+		c.start(1, "")
+		c.stop(3, syscall.SIGKILL)
+		c.start(3, "x")
+		wg.Wait()
+		if loopErr != nil || !strings.Contains(loop, "failed=0 ") {
+			t.Fatalf("client loop across the restarts: %q, %v", loop, loopErr)
+		}
+		t.Logf("client loop across two daemon restarts: %s", strings.TrimSpace(loop))
+	})
+
+	// rm: the name goes from DNS and the VIP stops answering, everywhere.
+	c.mustCLI(1, "service", "rm", "web")
+	waitFor(t, 10*time.Second, "web gone from DNS on every host", func() bool {
+		for i := range c.nodes {
+			for _, name := range []string{"web.swarmlet.", "tasks.web."} {
+				if m, err := c.hostDNS(i, name); err != nil || m.Rcode != dns.RcodeNameError {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	for _, name := range []string{"web", "tasks.web"} {
+		if out, err := c.inContainer(1, client, "resolve", name); err == nil {
+			t.Fatalf("%s still resolves in the client container: %s", name, out)
+		}
+	}
+	if out, err := c.inContainer(1, client, "get", "http://"+vip+"/"); err == nil {
+		t.Fatalf("the removed service's VIP still answers: %s", out)
+	}
+
+	// leave removes what the node made on its host; the others forget its subnet.
+	sub3 := c.subnetOf(3)
+	c.mustCLI(3, "leave")
+	select {
+	case <-c.nodes[3].exited:
+		c.nodes[3].cmd = nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 3 did not stop after leave")
+	}
+	left := map[string]string{
+		"ip -d link":                         c.hostRun(3, "ip", "-d", "link"),
+		"iptables -S DOCKER-USER":            c.hostRun(3, "iptables", "-w", "5", "-S", "DOCKER-USER"),
+		"iptables -t nat -S POSTROUTING":     c.hostRun(3, "iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING"),
+		"nft list tables":                    c.hostRun(3, "nft", "list", "tables"),
+		"ip route show table local proto 83": c.hostRun(3, "ip", "route", "show", "table", "local", "proto", "83"),
+	}
+	if out, err := c.nodes[3].h.Docker(t.Context(), "network", "ls", "--format", "{{.Name}}"); err != nil || strings.Contains(out, "swarmlet-") {
+		t.Fatalf("host 3's container network after leave: %v\n%s", err, out)
+	}
+	for what, out := range left {
+		if strings.Contains(out, "swarmlet") || strings.Contains(out, "swl-") || strings.Contains(out, "10.43.0.0/16") {
+			t.Fatalf("host 3 after leave, %s:\n%s", what, out)
+		}
+	}
+	waitFor(t, 10*time.Second, "host 1's overlay without node 3's subnet", func() bool {
+		return !strings.Contains(c.hostRun(1, "ip", "route", "show", "proto", "83"), sub3)
+	})
+}
+
+// everywhere checks, on every host, that the node's DNS answers tasks.web
+// with web's task addresses and web with the VIP, and that the VIP from the
+// host reaches exactly those tasks.
+func (c *bedCluster) everywhere(vip string, web []bedTask) error {
+	want := addrsOf(web)
+	for i := range c.nodes {
+		m, err := c.hostDNS(i, "tasks.web.")
+		if err != nil {
+			return fmt.Errorf("host %d: tasks.web: %w", i, err)
+		}
+		if got := aRecords(m); !slices.Equal(got, want) {
+			return fmt.Errorf("host %d: tasks.web = %v, want %v", i, got, want)
+		}
+		m, err = c.hostDNS(i, "web.")
+		if err != nil || !slices.Equal(aRecords(m), []string{vip}) {
+			return fmt.Errorf("host %d: web = %v, %v", i, m, err)
+		}
+		got, err := c.hostGet(i, "http://"+vip+"/", 10*len(web))
+		if err == nil {
+			err = sameTasks(got, idsOf(web))
+		}
+		if err != nil {
+			return fmt.Errorf("host %d: VIP: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (c *bedCluster) subnetOf(i int) string {
+	c.t.Helper()
+	for _, l := range strings.Split(c.mustCLI(1, "node", "inspect", c.nodes[i].id), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), `"subnet": "`); ok {
+			return strings.TrimSuffix(v, `",`)
+		}
+	}
+	c.t.Fatalf("node %d has no subnet", i)
+	return ""
+}
