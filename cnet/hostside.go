@@ -242,3 +242,97 @@ func RemoveDevice(name string, netnsFd int) error {
 	}
 	return nil
 }
+
+// Rules left behind.
+
+// RuleOwners lists the owners named by this package's rules in DOCKER-USER
+// and the nat table's POSTROUTING (AllowForward, AllowMasquerade) in the
+// caller's network namespace. A missing chain lists nothing.
+func RuleOwners() ([]string, error) {
+	ipt, err := iptables()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range listOurRules(ipt) {
+		if !seen[r.owner] {
+			seen[r.owner] = true
+			out = append(out, r.owner)
+		}
+	}
+	return out, nil
+}
+
+// RemoveRulesOf deletes every rule of this package's whose owner is owner,
+// whatever pool or subnet it names: what a node that is gone left behind.
+func RemoveRulesOf(owner string) error {
+	ipt, err := iptables()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range listOurRules(ipt) {
+		if r.owner != owner {
+			continue
+		}
+		if _, err := ipt.runTable(r.table, append([]string{"-D"}, r.args...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type listedRule struct {
+	table, owner string
+	args         []string // as listed, without the leading -A
+}
+
+func listOurRules(ipt iptablesCmd) []listedRule {
+	var out []listedRule
+	for _, tc := range [][2]string{{"filter", DockerUserChain}, {"nat", masqChain}} {
+		list, err := ipt.runTable(tc[0], "-S", tc[1])
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(list, "\n") {
+			args := splitRule(line)
+			if len(args) < 2 || args[0] != "-A" {
+				continue
+			}
+			for i, a := range args {
+				if owner, ok := strings.CutPrefix(a, fwComment+" node="); ok && i > 0 && args[i-1] == "--comment" {
+					out = append(out, listedRule{table: tc[0], owner: owner, args: args[1:]})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// splitRule splits a line of `iptables -S` into its arguments; iptables
+// quotes an argument with spaces (a comment) in double quotes.
+func splitRule(line string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, have := false, false
+	for _, r := range line {
+		switch {
+		case r == '"':
+			quoted, have = !quoted, true
+		case r == ' ' && !quoted:
+			if have {
+				out = append(out, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteRune(r)
+			have = true
+		}
+	}
+	if have {
+		out = append(out, cur.String())
+	}
+	return out
+}

@@ -1,8 +1,10 @@
 package cnet
 
 import (
+	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +114,40 @@ func TestDevices(t *testing.T) {
 	}
 	if out, _ := h1.ns.run("ip", "route", "show", "proto", "83"); strings.TrimSpace(out) != "" {
 		t.Fatalf("routes of the removed device remain:\n%s", out)
+	}
+}
+
+// The rules of an owner that is gone are found and removed, whatever they
+// name; other owners' stay.
+func TestRemoveRulesOf(t *testing.T) {
+	requireIPTables(t)
+	ns := newTestNS(t)
+	dockerLike(t, ns)
+	sub1, sub2 := netip.MustParsePrefix("10.42.1.0/24"), netip.MustParsePrefix("10.42.2.0/24")
+	must(t, "rules of n1 and n2", ns.Do(func() error {
+		return errors.Join(AllowForward(DefaultPool, "n1 cluster=c"), AllowMasquerade(sub1, DefaultPool, "n1 cluster=c"),
+			AllowForward(DefaultPool, "n2 cluster=c"), AllowMasquerade(sub2, DefaultPool, "n2 cluster=c"))
+	}))
+	var owners []string
+	must(t, "RuleOwners", ns.Do(func() (err error) { owners, err = RuleOwners(); return err }))
+	slices.Sort(owners)
+	if !slices.Equal(owners, []string{"n1 cluster=c", "n2 cluster=c"}) {
+		t.Fatalf("RuleOwners = %q", owners)
+	}
+	must(t, "RemoveRulesOf", ns.Do(func() error { return RemoveRulesOf("n1 cluster=c") }))
+	must(t, "RuleOwners", ns.Do(func() (err error) { owners, err = RuleOwners(); return err }))
+	if !slices.Equal(owners, []string{"n2 cluster=c"}) {
+		t.Fatalf("after removing n1's: %q", owners)
+	}
+	if r := ourRules(t, ns); len(r) != 2 {
+		t.Fatalf("n2's forward rules: %q", r)
+	}
+}
+
+func TestSplitRule(t *testing.T) {
+	got := splitRule(`-A DOCKER-USER -s 10.42.0.0/16 -m comment --comment "swarmlet cluster network node=n1" -j ACCEPT`)
+	want := []string{"-A", "DOCKER-USER", "-s", "10.42.0.0/16", "-m", "comment", "--comment", "swarmlet cluster network node=n1", "-j", "ACCEPT"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("splitRule = %q", got)
 	}
 }

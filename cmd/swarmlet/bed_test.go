@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +84,19 @@ func TestBedClusterNetwork(t *testing.T) {
 			}
 		}
 	})
+	t.Run("not an open resolver", func(t *testing.T) {
+		// Names outside the zone are forwarded for the node's own host (the
+		// upstream here is dead: SERVFAIL), refused to anyone else.
+		if m, err := c.dnsFrom(1, 1, "example.org."); err != nil || m.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("from host 1 itself: %v %v, want SERVFAIL from the dead upstream", m, err)
+		}
+		if m, err := c.dnsFrom(2, 1, "example.org."); err != nil || m.Rcode != dns.RcodeRefused {
+			t.Fatalf("from host 2: %v %v, want REFUSED", m, err)
+		}
+		if m, err := c.dnsFrom(2, 1, "web.swarmlet."); err != nil || !slices.Equal(aRecords(m), []string{vip}) {
+			t.Fatalf("cluster names from host 2: %v %v", m, err)
+		}
+	})
 	t.Run("hosts reach the VIP too", func(t *testing.T) {
 		for i := range c.nodes {
 			got, err := c.hostGet(i, "http://"+vip+"/", 30)
@@ -135,6 +150,7 @@ func TestBedClusterNetwork(t *testing.T) {
 	c.mustCLI(1, "service", "scale", "web=3")
 	web = c.serving("web")
 	checkEverywhere("DNS and the VIP on every host after scale to 3", web, 5*time.Second)
+	sub3old := c.subnetOf(3)
 	var cut bedTask
 	for _, x := range web {
 		if c.hostOf(x.Node) == 2 {
@@ -188,6 +204,74 @@ func TestBedClusterNetwork(t *testing.T) {
 			t.Fatalf("client loop across the restarts: %q, %v", loop, loopErr)
 		}
 		t.Logf("client loop across two daemon restarts: %s", strings.TrimSpace(loop))
+	})
+
+	// A node removed while its daemon is down leaves its table, device,
+	// container network and tasks on its host. A new node joining from that
+	// host removes them (this cluster's, of a node that no longer exists) and
+	// is given the freed subnet, which the old network would otherwise hold.
+	t.Run("a new node cleans up after a removed one", func(t *testing.T) {
+		old := c.nodes[3].id
+		c.mustCLI(1, "service", "create", "--name", "pinned", "--constraint", "node.hostname==h3", bedImage)
+		c.stop(3, syscall.SIGKILL)
+		waitFor(t, 20*time.Second, "node 3 down", func() bool {
+			ns, err := nodesOf(c, 1)
+			return err == nil && slices.ContainsFunc(ns, func(n nodeJSON) bool { return n.ID == old && n.Status == "down" })
+		})
+		c.mustCLI(1, "node", "rm", old)
+		if out, _ := c.nodes[3].h.Docker(t.Context(), "ps", "-q", "--filter", "label=swarmlet.node="+old); out == "" {
+			t.Fatal("the removed node left no task running: the test proves nothing")
+		}
+		c.nodes[3].dataDir = filepath.Join(c.dir, "h3-again")
+		c.start(3, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
+		waitFor(t, 20*time.Second, "the new node 3 ready", func() bool {
+			ns, err := nodesOf(c, 1)
+			if err != nil || len(ns) != 3 {
+				return false
+			}
+			for _, n := range ns {
+				if n.Addr == c.nodes[3].h.Addr.String() && n.Status == "ready" {
+					c.nodes[3].id = n.ID
+					return true
+				}
+			}
+			return false
+		})
+		if c.subnetOf(3) != sub3old {
+			t.Logf("the new node got %s, not the freed %s", c.subnetOf(3), sub3old)
+		}
+		var state string
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			tables := c.hostRun(3, "nft", "list", "tables")
+			links := c.hostRun(3, "ip", "-d", "link", "show", "type", "vxlan")
+			nets, _ := c.nodes[3].h.Docker(t.Context(), "network", "ls", "--format", "{{.Name}}")
+			ctrs, _ := c.nodes[3].h.Docker(t.Context(), "ps", "-aq", "--filter", "label=swarmlet.node="+old)
+			if !strings.Contains(tables, old) && !strings.Contains(links, "swl-"+old[:10]) && strings.Contains(links, "swl-"+c.nodes[3].id[:10]) &&
+				!strings.Contains(nets, old) && strings.Contains(nets, "swarmlet-"+c.nodes[3].id) && ctrs == "" {
+				break
+			}
+			state = fmt.Sprintf("tables:\n%s\nvxlan devices:\n%s\nnetworks:\n%s\nold containers: %q", tables, links, nets, ctrs)
+			if time.Now().After(deadline) {
+				t.Fatalf("the removed node %s's things still on host 3 (new node %s):\n%s", old, c.nodes[3].id, state)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		waitFor(t, 40*time.Second, "three serving tasks, in DNS and behind the VIP everywhere", func() bool {
+			web = c.serving("web")
+			return len(web) == 3 && c.everywhere(vip, web) == nil
+		})
+		// The pinned service's task runs again on the new node, on its network,
+		// reached from the client container on host 1.
+		waitFor(t, 30*time.Second, "pinned's task on the new node 3, reached from the client container", func() bool {
+			p := c.serving("pinned")
+			if len(p) != 1 || c.hostOf(p[0].Node) != 3 {
+				return false
+			}
+			out, err := c.inContainer(1, client, "get", "http://"+p[0].Addr+"/")
+			return err == nil && answers(out)[p[0].ID] == 1
+		})
+		c.mustCLI(1, "service", "rm", "pinned")
 	})
 
 	// rm: the name goes from DNS and the VIP stops answering, everywhere.
@@ -266,6 +350,15 @@ func (c *bedCluster) everywhere(vip string, web []bedTask) error {
 		}
 	}
 	return nil
+}
+
+func nodesOf(c *bedCluster, i int) ([]nodeJSON, error) {
+	out, errOut, err := c.cli(i, "node", "ls", "--format", "json")
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, errOut)
+	}
+	var ns []nodeJSON
+	return ns, json.Unmarshal([]byte(out), &ns)
 }
 
 func (c *bedCluster) subnetOf(i int) string {

@@ -313,14 +313,17 @@ func answers(out string) map[string]int {
 }
 
 // hostDNS asks node i's DNS server on its advertise address, from inside its host.
-func (c *bedCluster) hostDNS(i int, name string) (*dns.Msg, error) {
+func (c *bedCluster) hostDNS(i int, name string) (*dns.Msg, error) { return c.dnsFrom(i, i, name) }
+
+// dnsFrom asks node to's DNS server on its advertise address, from inside host from.
+func (c *bedCluster) dnsFrom(from, to int, name string) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeA)
-	cl := &dns.Client{Timeout: time.Second}
+	cl := &dns.Client{Timeout: 3 * time.Second}
 	var resp *dns.Msg
-	err := c.nodes[i].h.Do(func() error {
+	err := c.nodes[from].h.Do(func() error {
 		var err error
-		resp, _, err = cl.Exchange(m, net.JoinHostPort(c.nodes[i].h.Addr.String(), "53"))
+		resp, _, err = cl.Exchange(m, net.JoinHostPort(c.nodes[to].h.Addr.String(), "53"))
 		return err
 	})
 	return resp, err

@@ -61,6 +61,18 @@ func deviceAlias(cluster, node string) string {
 	return "swarmlet cluster=" + cluster + " node=" + node
 }
 
+// ruleOwner names a node's firewall and masquerade rules: its ID, and its
+// cluster, so another cluster's node on a shared host is never taken for one
+// of ours that is gone.
+func (n *Net) ruleOwner() string { return ownerOf(n.cfg.NodeID, n.cfg.ClusterID) }
+
+func ownerOf(node, cluster string) string {
+	if cluster == "" {
+		return node
+	}
+	return node + " cluster=" + cluster
+}
+
 // DNS is what the node's DNS server offers this package.
 type DNS interface {
 	Listen(addr string) (string, error)
@@ -171,15 +183,15 @@ func (n *Net) Apply(ctx context.Context, as api.Assignments) {
 	if subnet != n.subnet || !n.localDone {
 		n.setupLocal(ctx, subnet)
 	}
+	// The janitor goes first: a gone node's device may hold the VNI our
+	// overlay needs, and then our device is made by this very sync.
+	cleaned := n.cfg.Janitor && n.janitor(ctx, as.Nodes)
 	t := peerTable(as.Nodes)
-	if key := fmt.Sprint(t); key != n.peersKey || n.peers == nil {
+	if key := fmt.Sprint(t); key != n.peersKey || n.peers == nil || cleaned {
 		n.peers = &t
 		if n.syncOverlay(ctx) == nil {
 			n.peersKey = key
 		}
-	}
-	if n.cfg.Janitor {
-		n.janitor(ctx, as.Nodes)
 	}
 }
 
@@ -276,10 +288,10 @@ func (n *Net) setupLocal(ctx context.Context, subnet netip.Prefix) {
 			}
 		}
 		if n.cfg.Program && subnet.IsValid() {
-			if err := cnet.AllowForward(n.pool, n.cfg.NodeID); err != nil {
+			if err := cnet.AllowForward(n.pool, n.ruleOwner()); err != nil {
 				errs = append(errs, err)
 			}
-			if err := cnet.AllowMasquerade(subnet, n.pool, n.cfg.NodeID); err != nil {
+			if err := cnet.AllowMasquerade(subnet, n.pool, n.ruleOwner()); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -309,14 +321,15 @@ func (n *Net) syncOverlay(ctx context.Context) error {
 
 // janitor removes, once per change of the node set, what this cluster's
 // nodes that no longer exist left on this host: nftables tables (which would
-// DNAT VIPs and ports a new service may be given), container networks
-// (which would hold their subnet on a shared engine) and vxlan devices
-// (which would hold the VNI and route their peers' subnets). Only things
-// this cluster owns are touched: another cluster's on a shared host are
-// left alone.
-func (n *Net) janitor(ctx context.Context, nodes []api.Node) {
+// DNAT VIPs and ports a new service may be given), container networks with
+// the gone node's containers (which would hold its subnet, given out again),
+// vxlan devices (which would hold the VNI and route their peers' subnets) and
+// firewall and masquerade rules. Only things this cluster owns are touched:
+// another cluster's on a shared host are left alone. It says whether it
+// removed a device (the overlay must sync again).
+func (n *Net) janitor(ctx context.Context, nodes []api.Node) bool {
 	if n.cfg.ClusterID == "" || len(nodes) == 0 {
-		return
+		return false
 	}
 	ids := make([]string, 0, len(nodes))
 	exists := map[string]bool{n.cfg.NodeID: true}
@@ -327,7 +340,7 @@ func (n *Net) janitor(ctx context.Context, nodes []api.Node) {
 	slices.Sort(ids)
 	key := strings.Join(ids, ",")
 	if key == n.nodesKey {
-		return
+		return false
 	}
 	n.nodesKey = key
 	keep := func(id string) bool { return exists[id] }
@@ -353,24 +366,42 @@ func (n *Net) janitor(ctx context.Context, nodes []api.Node) {
 			n.log.Warn("prune container networks", "err", err)
 		}
 	}
-	if n.cfg.Program {
-		devs, err := cnet.Devices(DevicePrefix, 0)
-		if err != nil {
-			return
-		}
-		prefix := "swarmlet cluster=" + n.cfg.ClusterID + " node="
-		for _, d := range devs {
-			id, ok := strings.CutPrefix(d.Alias, prefix)
+	if !n.cfg.Program {
+		return false
+	}
+	if owners, err := cnet.RuleOwners(); err == nil {
+		suffix := " cluster=" + n.cfg.ClusterID
+		for _, o := range owners {
+			id, ok := strings.CutSuffix(o, suffix)
 			if !ok || keep(id) {
 				continue
 			}
-			if err := cnet.RemoveDevice(d.Name, 0); err != nil {
-				n.log.Warn("remove the overlay device of a node that is gone", "device", d.Name, "err", err)
+			if err := cnet.RemoveRulesOf(o); err != nil {
+				n.log.Warn("remove the firewall rules of a node that is gone", "node", id, "err", err)
 			} else {
-				n.log.Info("removed the overlay device of a node that is gone", "device", d.Name, "node", id)
+				n.log.Info("removed the firewall rules of a node that is gone", "node", id)
 			}
 		}
 	}
+	devs, err := cnet.Devices(DevicePrefix, 0)
+	if err != nil {
+		return false
+	}
+	removed := false
+	prefix := "swarmlet cluster=" + n.cfg.ClusterID + " node="
+	for _, d := range devs {
+		id, ok := strings.CutPrefix(d.Alias, prefix)
+		if !ok || keep(id) {
+			continue
+		}
+		if err := cnet.RemoveDevice(d.Name, 0); err != nil {
+			n.log.Warn("remove the overlay device of a node that is gone", "device", d.Name, "err", err)
+		} else {
+			n.log.Info("removed the overlay device of a node that is gone", "device", d.Name, "node", id)
+			removed = true
+		}
+	}
+	return removed
 }
 
 // Close ends this node's cluster network. On a plain stop (leave false)
@@ -396,7 +427,7 @@ func (n *Net) Close(ctx context.Context, leave bool) error {
 	if n.cfg.Networker != nil {
 		errs = append(errs, n.cfg.Networker.RemoveNetwork(ctx, NetworkName(n.cfg.NodeID)))
 		if n.cfg.Program && n.subnet.IsValid() {
-			errs = append(errs, cnet.RemoveForward(n.pool, n.cfg.NodeID), cnet.RemoveMasquerade(n.subnet, n.pool, n.cfg.NodeID))
+			errs = append(errs, cnet.RemoveForward(n.pool, n.ruleOwner()), cnet.RemoveMasquerade(n.subnet, n.pool, n.ruleOwner()))
 		}
 	}
 	if n.cfg.Program && n.services.IsValid() && !n.otherNodesHere() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 
@@ -186,8 +187,11 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string) error {
 	return nil
 }
 
-// PruneNetworks implements engine.Networker. A network still used by
-// containers is left (Docker refuses anyway) and named in the error.
+// PruneNetworks implements engine.Networker. The gone node's own containers
+// still on its network (a node removed while its daemon was down leaves its
+// tasks running) are removed with it: they serve no one, and the network
+// would otherwise hold the node's subnet, which the cluster gives out again.
+// A network also used by other containers is left, and named in the error.
 func (e *Engine) PruneNetworks(ctx context.Context, ownerLabel, owner string, keep func(nodeID string) bool) ([]string, error) {
 	if owner == "" {
 		return nil, nil
@@ -203,6 +207,10 @@ func (e *Engine) PruneNetworks(ctx context.Context, ownerLabel, owner string, ke
 		if node == "" || node == e.cfg.NodeID || keep(node) {
 			continue
 		}
+		if err := e.removeContainersOf(ctx, n.ID, node); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := e.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("remove container network %s of node %s, which is gone: %w", n.Name, node, err))
 			continue
@@ -210,6 +218,31 @@ func (e *Engine) PruneNetworks(ctx context.Context, ownerLabel, owner string, ke
 		removed = append(removed, n.Name)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// removeContainersOf force-removes the containers of node attached to network.
+func (e *Engine) removeContainersOf(ctx context.Context, networkID, node string) error {
+	have, err := e.cli.NetworkInspect(ctx, networkID, network.InspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container network %s: %w", networkID, err)
+	}
+	for id := range have.Containers {
+		info, err := e.cli.ContainerInspect(ctx, id)
+		if cerrdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("inspect container %s: %w", shortID(id), err)
+		}
+		if info.Config == nil || info.Config.Labels[engine.LabelNode] != node {
+			continue
+		}
+		if err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove container %s of node %s, which is gone: %w", shortID(id), node, err)
+		}
+		e.log.Info("removed a container of a node that is gone", "container", shortID(id), "node", node, "task", info.Config.Labels[engine.LabelTask])
+	}
+	return nil
 }
 
 // networkName is the node's network once set ("" before, or for the default).

@@ -112,7 +112,7 @@ func TestNodeNetwork(t *testing.T) {
 
 // Two nodes on one engine each have their own network; a subnet held by
 // another network is refused with what to do; networks of nodes that are
-// gone are pruned, the others kept.
+// gone are pruned with their containers, the others kept.
 func TestNetworksSharedEngine(t *testing.T) {
 	a, b := newEngine(t, "na"), newEngine(t, "nb")
 	ctx := context.Background()
@@ -126,6 +126,11 @@ func TestNetworksSharedEngine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// b is then gone with a task still running on its network.
+	gone, err := b.Start(ctx, whoamiTask("t-gone", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
 	clash := nb
 	clash.Name += "-clash"
 	t.Cleanup(func() { _ = testCLI.NetworkRemove(context.Background(), clash.Name) })
@@ -138,6 +143,9 @@ func TestNetworksSharedEngine(t *testing.T) {
 	}
 	if _, err := testCLI.NetworkInspect(ctx, na.Name, network.InspectOptions{}); err != nil {
 		t.Fatalf("a's own network was pruned: %v", err)
+	}
+	if _, err := testCLI.ContainerInspect(ctx, gone.ID); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("the gone node's container on its network is still there: %v", err)
 	}
 }
 
