@@ -66,6 +66,15 @@ type Config struct {
 	// connections it DNATs so that its postrouting chain can masquerade exactly
 	// those (and not, say, Docker's own published ports). Default 0x4000.
 	MasqueradeMark uint32
+	// KeepSourceFrom and KeepSourceVia exempt from the nftables balancer's
+	// masquerade what comes from KeepSourceFrom (the container pool) and
+	// leaves through the device KeepSourceVia (the overlay): the backend is
+	// a container on another host, which routes the pool back through the
+	// overlay to this host, so the reply passes our conntrack anyway, and
+	// the backend sees its caller's own address (as a pod calling a
+	// ClusterIP does). Both or neither.
+	KeepSourceFrom netip.Prefix
+	KeepSourceVia  string
 	// NetNSFd, when > 0, is a network namespace fd the nftables and ipvs
 	// balancers program instead of the caller's namespace. Tests use it so that
 	// no rule ever lands in the host's namespace; the daemon leaves it zero.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -213,8 +214,8 @@ func (b *nftBalancer) readState() (nftState, error) {
 			if err != nil {
 				return st, fmt.Errorf("list rules of %s: %w", ch.Name, err)
 			}
-			if len(rules) == 1 {
-				c, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
+			if len(rules) == b.baseRules(ch.Name) {
+				c, _ := userdata.GetString(rules[len(rules)-1].UserData, userdata.TypeComment)
 				base[ch.Name] = c == b.baseComment(ch.Name)
 			}
 		}
@@ -274,10 +275,26 @@ func (b *nftBalancer) baseChainSpec(name string) (*nftables.Chain, bool) {
 
 func (b *nftBalancer) baseComment(chain string) string {
 	c := fmt.Sprintf("swarmlet %s %s mark=%#x", nftSchema, chain, b.cfg.MasqueradeMark)
+	if chain == nftPostrouting && b.keepSource() {
+		c += fmt.Sprintf(" keep=%s@%s", b.cfg.KeepSourceFrom, b.cfg.KeepSourceVia)
+	}
 	if b.cfg.Owner != "" {
 		c += " owner=" + b.cfg.Owner
 	}
 	return c
+}
+
+func (b *nftBalancer) keepSource() bool {
+	return b.cfg.KeepSourceFrom.IsValid() && b.cfg.KeepSourceFrom.Addr().Is4() && b.cfg.KeepSourceVia != ""
+}
+
+// baseRules is how many rules a base chain holds; the last one carries the
+// chain's comment.
+func (b *nftBalancer) baseRules(chain string) int {
+	if chain == nftPostrouting && b.keepSource() {
+		return 2
+	}
+	return 1
 }
 
 // fingerprint summarises everything the frontend chain's rule depends on.
@@ -413,6 +430,9 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 		}
 		ch, _ := b.baseChainSpec(nftPostrouting)
 		c.AddChain(ch)
+		if b.keepSource() {
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: keepSourceExprs(b.cfg.MasqueradeMark, b.cfg.KeepSourceFrom, b.cfg.KeepSourceVia)})
+		}
 		c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: masqExprs(b.cfg.MasqueradeMark), UserData: comment(b.baseComment(nftPostrouting))})
 	}
 	for _, k := range plan.Remove {
@@ -525,6 +545,27 @@ func masqExprs(mark uint32) []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: lo},
 		&expr.Masq{},
+	}
+}
+
+// keepSourceExprs is `meta mark & MARK != 0 ip saddr FROM oifname VIA accept`:
+// accepted in a nat chain, the connection gets no source NAT from it.
+func keepSourceExprs(mark uint32, from netip.Prefix, via string) []expr.Any {
+	dev := make([]byte, unix.IFNAMSIZ)
+	copy(dev, via)
+	a := from.Masked().Addr().As4()
+	m := net.CIDRMask(from.Bits(), 32)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mark), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: m, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dev},
+		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
 }
 

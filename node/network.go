@@ -3,6 +3,7 @@ package node
 import (
 	"net/netip"
 
+	"github.com/swarmlet/swarmlet/cnet"
 	"github.com/swarmlet/swarmlet/dnsdisco"
 	"github.com/swarmlet/swarmlet/node/clusternet"
 	"github.com/swarmlet/swarmlet/node/engine"
@@ -24,6 +25,21 @@ func (c *Config) programsHost() bool {
 	}
 	a, err := netip.ParseAddr(c.AdvertiseAddr)
 	return err == nil && !a.IsLoopback()
+}
+
+// keepSource is what the balancer leaves unmasqueraded: connections from
+// the container pool to containers on other hosts, through this node's
+// overlay device (none when it has no overlay).
+func (d *Daemon) keepSource() (netip.Prefix, string) {
+	a, err := netip.ParseAddr(d.cfg.AdvertiseAddr)
+	if err != nil || a.IsLoopback() || !d.cfg.programsHost() {
+		return netip.Prefix{}, ""
+	}
+	pool, err := netip.ParsePrefix(d.id.Network.Pool)
+	if err != nil {
+		pool = cnet.DefaultPool
+	}
+	return pool, clusternet.DeviceName(d.id.NodeID)
 }
 
 func (d *Daemon) newClusterNet(eng engine.Engine, dns *dnsdisco.Server) (*clusternet.Net, error) {

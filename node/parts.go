@@ -88,7 +88,9 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	}
 	if d.cfg.LB != "none" {
 		// Several nodes may share one host (and so one netfilter): each owns a table.
-		bal, err := lb.New(d.cfg.LB, lb.Config{Logger: d.log.With("component", "lb"), TableName: clusternet.TableName(d.id.NodeID), Owner: d.id.ClusterID})
+		lcfg := lb.Config{Logger: d.log.With("component", "lb"), TableName: clusternet.TableName(d.id.NodeID), Owner: d.id.ClusterID}
+		lcfg.KeepSourceFrom, lcfg.KeepSourceVia = d.keepSource()
+		bal, err := lb.New(d.cfg.LB, lcfg)
 		if err != nil {
 			return fmt.Errorf("start load balancer: %w", err)
 		}
