@@ -336,3 +336,53 @@ func splitRule(line string) []string {
 	}
 	return out
 }
+
+// Hairpin.
+//
+// Docker turns br_netfilter on (bridge-nf-call-iptables=1), so a container's
+// packet to a VIP is DNATed while still in the bridge; when the backend is
+// the caller itself (a service calling its own name), the bridge would have
+// to send the frame back out of the port it came in by, which it does only
+// in hairpin mode, and the connection hangs. kubenet turns hairpin mode on
+// for every pod's port for the same reason.
+
+// Hairpin turns hairpin mode on for every port of the bridge that holds
+// gateway (the node's container network), in the namespace of netnsFd when
+// > 0, else the caller's. Ports already in hairpin mode are left as they are.
+func Hairpin(gateway netip.Addr, netnsFd int) error {
+	h, err := handleAt(netnsFd)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("hairpin: list addresses: %w", err)
+	}
+	bridge := 0
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && ip == gateway {
+			bridge = a.LinkIndex
+		}
+	}
+	if bridge == 0 {
+		return fmt.Errorf("hairpin: no device holds the container gateway %v (is the container network there?)", gateway)
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("hairpin: list devices: %w", err)
+	}
+	var errs []error
+	for _, l := range links {
+		if l.Attrs().MasterIndex != bridge {
+			continue
+		}
+		if pi, err := h.LinkGetProtinfo(l); err == nil && pi.Hairpin {
+			continue
+		}
+		if err := h.LinkSetHairpin(l, true); err != nil {
+			errs = append(errs, fmt.Errorf("hairpin on %s: %w", l.Attrs().Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

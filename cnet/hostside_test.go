@@ -151,3 +151,21 @@ func TestSplitRule(t *testing.T) {
 		t.Fatalf("splitRule = %q", got)
 	}
 }
+
+// Every port of the container bridge gets hairpin mode, once.
+func TestHairpin(t *testing.T) {
+	h := newHost(t, "n1", netip.MustParsePrefix("10.42.1.0/24"), 1450)
+	must(t, "Hairpin", Hairpin(Gateway(h.subnet), h.ns.fd()))
+	must(t, "Hairpin again", Hairpin(Gateway(h.subnet), h.ns.fd()))
+	nl := h.ns.netlink(t)
+	port, err := nl.LinkByName("swlcn-c0")
+	must(t, "port", err)
+	pi, err := nl.LinkGetProtinfo(port)
+	must(t, "protinfo", err)
+	if !pi.Hairpin {
+		t.Fatal("the container's port is not in hairpin mode")
+	}
+	if err := Hairpin(netip.MustParseAddr("10.42.9.1"), h.ns.fd()); err == nil || !strings.Contains(err.Error(), "no device holds") {
+		t.Fatalf("Hairpin of a gateway that is not there: %v", err)
+	}
+}

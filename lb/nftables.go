@@ -60,6 +60,7 @@ import (
 const (
 	nftSchema      = "v1"
 	nftMapName     = "frontends"
+	nftAddrMapName = "addresses" // frontends of every port (Frontend.Port 0)
 	nftPrerouting  = "prerouting"
 	nftOutput      = "output"
 	nftPostrouting = "postrouting"
@@ -220,11 +221,16 @@ func (b *nftBalancer) readState() (nftState, error) {
 			}
 		}
 	}
-	set, err := b.conn.GetSetByName(b.table, nftMapName)
-	if err == nil && set.IsMap {
+	mapsOK := true
+	for _, name := range []string{nftMapName, nftAddrMapName} {
+		set, err := b.conn.GetSetByName(b.table, name)
+		if err != nil || !set.IsMap {
+			mapsOK = false
+			continue
+		}
 		elems, err := b.conn.GetSetElements(set)
 		if err != nil {
-			return st, fmt.Errorf("list %s elements: %w", nftMapName, err)
+			return st, fmt.Errorf("list %s elements: %w", name, err)
 		}
 		for _, e := range elems {
 			if k, ok := parseElemKey(e.Key); ok {
@@ -232,7 +238,7 @@ func (b *nftBalancer) readState() (nftState, error) {
 			}
 		}
 	}
-	st.baseOK = err == nil && set.IsMap && base[nftPrerouting] && base[nftOutput] && base[nftPostrouting]
+	st.baseOK = mapsOK && base[nftPrerouting] && base[nftOutput] && base[nftPostrouting]
 	// A frontend counts as in place only when both its chain and its map
 	// element are; otherwise the plan updates it, which repairs either half.
 	for k := range st.elems {
@@ -291,10 +297,10 @@ func (b *nftBalancer) keepSource() bool {
 // baseRules is how many rules a base chain holds; the last one carries the
 // chain's comment.
 func (b *nftBalancer) baseRules(chain string) int {
-	if chain == nftPostrouting && b.keepSource() {
-		return 2
+	if chain == nftPostrouting && !b.keepSource() {
+		return 1
 	}
-	return 1
+	return 2 // prerouting and output: by port, then by address
 }
 
 // fingerprint summarises everything the frontend chain's rule depends on.
@@ -364,18 +370,28 @@ func protoNum(proto string) byte {
 	return unix.IPPROTO_TCP
 }
 
-// elemKey encodes ipv4_addr . inet_proto . inet_service; concatenated fields
-// are each padded to a 4-byte register.
+// elemKey encodes ipv4_addr . inet_proto . inet_service (the frontends map),
+// or ipv4_addr . inet_proto for a frontend of every port (the addresses
+// map); concatenated fields are each padded to a 4-byte register.
 func elemKey(k key) []byte {
-	b := make([]byte, 12)
+	n := 12
+	if k.Port == 0 {
+		n = 8
+	}
+	b := make([]byte, n)
 	a := k.Addr.As4()
 	copy(b[0:4], a[:])
 	b[4] = protoNum(k.Proto)
-	binary.BigEndian.PutUint16(b[8:10], k.Port)
+	if k.Port != 0 {
+		binary.BigEndian.PutUint16(b[8:10], k.Port)
+	}
 	return b
 }
 
 func parseElemKey(b []byte) (key, bool) {
+	if len(b) == 8 {
+		b = append(b[:8:8], 0, 0, 0, 0) // port 0: every port
+	}
 	if len(b) != 12 {
 		return key{}, false
 	}
@@ -392,8 +408,9 @@ func parseElemKey(b []byte) (key, bool) {
 }
 
 var (
-	nftMapKeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	nftBackendVal = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	nftMapKeyType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	nftAddrKeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto)
+	nftBackendVal  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
 func (b *nftBalancer) vmap() *nftables.Set {
@@ -408,11 +425,32 @@ func (b *nftBalancer) vmap() *nftables.Set {
 	}
 }
 
+// addrMap is the vmap of frontends of every port, looked up after vmap().
+func (b *nftBalancer) addrMap() *nftables.Set {
+	return &nftables.Set{
+		Table:         b.table,
+		Name:          nftAddrMapName,
+		IsMap:         true,
+		Concatenation: true,
+		KeyType:       nftAddrKeyType,
+		DataType:      nftables.TypeVerdict,
+		Comment:       "swarmlet frontends of every port",
+	}
+}
+
+// setOf is the map a frontend's element lives in.
+func (b *nftBalancer) setOf(k key, ports, addrs *nftables.Set) *nftables.Set {
+	if k.Port == 0 {
+		return addrs
+	}
+	return ports
+}
+
 // apply sends the whole plan as one netlink batch, which nf_tables commits
 // atomically: a packet sees either the old or the new ruleset, never a mix.
 func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 	c := b.conn
-	set := b.vmap()
+	set, addrs := b.vmap(), b.addrMap()
 	if !st.baseOK {
 		if st.tableExists {
 			b.log.Warn("rebuilding nftables table not in the expected shape")
@@ -423,10 +461,14 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 		if err := c.AddSet(set, nil); err != nil {
 			return fmt.Errorf("add map %s: %w", nftMapName, err)
 		}
+		if err := c.AddSet(addrs, nil); err != nil {
+			return fmt.Errorf("add map %s: %w", nftAddrMapName, err)
+		}
 		for _, name := range []string{nftPrerouting, nftOutput} {
 			ch, _ := b.baseChainSpec(name)
 			c.AddChain(ch)
-			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchExprs(set), UserData: comment(b.baseComment(name))})
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchExprs(set)})
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchAddrExprs(addrs), UserData: comment(b.baseComment(name))})
 		}
 		ch, _ := b.baseChainSpec(nftPostrouting)
 		c.AddChain(ch)
@@ -437,7 +479,7 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 	}
 	for _, k := range plan.Remove {
 		if st.elems[k] {
-			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: elemKey(k)}}); err != nil {
+			if err := c.SetDeleteElements(b.setOf(k, set, addrs), []nftables.SetElement{{Key: elemKey(k)}}); err != nil {
 				return fmt.Errorf("remove %s: %w", k, err)
 			}
 		}
@@ -459,7 +501,7 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 		}
 		if !st.elems[d.Key] {
 			el := nftables.SetElement{Key: elemKey(d.Key), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.Name}}
-			if err := c.SetAddElements(set, []nftables.SetElement{el}); err != nil {
+			if err := c.SetAddElements(b.setOf(d.Key, set, addrs), []nftables.SetElement{el}); err != nil {
 				return fmt.Errorf("add %s: %w", d.Key, err)
 			}
 		}
@@ -482,6 +524,8 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 	}
 	// The backend list lives in an anonymous map bound to the rule: it is
 	// replaced together with the rule, and the modulus always matches its size.
+	// A frontend of every port maps to addresses alone: the port stays.
+	every := d.Key.Port == 0
 	m := &nftables.Set{
 		Table:        b.table,
 		Anonymous:    true,
@@ -491,12 +535,18 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 		KeyByteOrder: binaryutil.BigEndian,
 		DataType:     nftBackendVal,
 	}
+	if every {
+		m.DataType = nftables.TypeIPAddr
+	}
 	elems := make([]nftables.SetElement, len(d.Backends))
 	for i, be := range d.Backends {
-		val := make([]byte, 8)
 		a := be.Addr().As4()
-		copy(val[0:4], a[:])
-		binary.BigEndian.PutUint16(val[4:6], be.Port())
+		val := a[:]
+		if !every {
+			val = make([]byte, 8)
+			copy(val[0:4], a[:])
+			binary.BigEndian.PutUint16(val[4:6], be.Port())
+		}
 		elems[i] = nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(i)), Val: val}
 	}
 	if err := b.conn.AddSet(m, elems); err != nil {
@@ -519,6 +569,9 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 		// NFT_REG32_01 = 9 (port), as nft itself compiles it.
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}
+	if every {
+		exprs[len(exprs)-1] = &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}
+	}
 	b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: exprs, UserData: ud})
 	return nil
 }
@@ -529,6 +582,15 @@ func dispatchExprs(set *nftables.Set) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
 		&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 0, IsDestRegSet: true},
+	}
+}
+
+// dispatchAddrExprs is "ip daddr . meta l4proto vmap @addresses".
+func dispatchAddrExprs(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 0, IsDestRegSet: true},
 	}
 }

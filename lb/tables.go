@@ -40,10 +40,10 @@ func ListTables(cfg Config, prefix string) ([]TableInfo, error) {
 			continue
 		}
 		info := TableInfo{Name: tb.Name}
-		// The owner is in the prerouting rule's comment; a table we cannot
+		// The owner is in the last prerouting rule's comment; a table we cannot
 		// read is listed without one, so it is never taken for ours.
-		if rules, err := c.GetRules(tb, &nftables.Chain{Name: nftPrerouting, Table: tb}); err == nil && len(rules) == 1 {
-			if cm, ok := userdata.GetString(rules[0].UserData, userdata.TypeComment); ok && strings.HasPrefix(cm, "swarmlet ") {
+		if rules, err := c.GetRules(tb, &nftables.Chain{Name: nftPrerouting, Table: tb}); err == nil && len(rules) > 0 {
+			if cm, ok := userdata.GetString(rules[len(rules)-1].UserData, userdata.TypeComment); ok && strings.HasPrefix(cm, "swarmlet ") {
 				for _, f := range strings.Fields(cm) {
 					if v, ok := strings.CutPrefix(f, "owner="); ok {
 						info.Owner = v

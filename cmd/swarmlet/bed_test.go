@@ -97,6 +97,19 @@ func TestBedClusterNetwork(t *testing.T) {
 			t.Fatalf("cluster names from host 2: %v %v", m, err)
 		}
 	})
+	t.Run("a service without published ports is called by name", func(t *testing.T) {
+		// client publishes nothing: its VIP balances every port over its
+		// container, here called from that very container (a hairpin) and
+		// from another host.
+		cl := c.serving("client")
+		if got := answers(in("get", "http://client/", "3")); got[cl[0].ID] != 3 {
+			t.Fatalf("client calling itself by name: %v", got)
+		}
+		got, err := c.hostGet(2, "http://"+c.vip("client")+"/", 3)
+		if err != nil || got[cl[0].ID] != 3 {
+			t.Fatalf("client's VIP from host 2: %v %v", got, err)
+		}
+	})
 	t.Run("hosts reach the VIP too", func(t *testing.T) {
 		for i := range c.nodes {
 			got, err := c.hostGet(i, "http://"+vip+"/", 30)

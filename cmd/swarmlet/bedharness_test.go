@@ -68,9 +68,14 @@ func requireBed(t testing.TB) {
 func newBedCluster(t testing.TB, n int) *bedCluster {
 	t.Helper()
 	requireBed(t)
-	if out, err := exec.Command("bash", filepath.Join("..", "whoami", "build.sh")).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", bedImage, err, out)
+	// Built under a tag of this run's own, then named bedImage inside each
+	// host: other runs on this machine's engine may rebuild bedImage from
+	// other code at any moment.
+	private := fmt.Sprintf("swarmlet/whoami:bed-%d", os.Getpid())
+	if out, err := exec.Command("bash", filepath.Join("..", "whoami", "build.sh"), private).CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", private, err, out)
 	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", private).Run() })
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	b, err := bed.New(ctx, bed.Options{Hosts: n, Label: "swarmlet-cmd-test", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -89,7 +94,10 @@ func newBedCluster(t testing.TB, n int) *bedCluster {
 	})
 	t.Cleanup(c.stopAll) // before the bed goes
 	for i, h := range b.Hosts {
-		if err := h.LoadImage(ctx, bedImage); err != nil {
+		if err := h.LoadImage(ctx, private); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Docker(ctx, "tag", private, bedImage); err != nil {
 			t.Fatal(err)
 		}
 		c.nodes[i+1] = &bedNode{h: h, dataDir: filepath.Join(c.dir, h.Name), log: &lockedWriter{w: &bytes.Buffer{}}}

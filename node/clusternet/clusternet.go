@@ -183,6 +183,7 @@ func (n *Net) Apply(ctx context.Context, as api.Assignments) {
 	if subnet != n.subnet || !n.localDone {
 		n.setupLocal(ctx, subnet)
 	}
+	n.hairpin()
 	// The janitor goes first: a gone node's device may hold the VNI our
 	// overlay needs, and then our device is made by this very sync.
 	cleaned := n.cfg.Janitor && n.janitor(ctx, as.Nodes)
@@ -304,6 +305,19 @@ func (n *Net) setupLocal(ctx context.Context, subnet netip.Prefix) {
 		n.log.Info("cluster network ready", "subnet", subnet, "gateway", gw, "program", n.cfg.Program, "overlay", n.overlay != nil)
 	}
 	n.localErr, n.localDone = err, err == nil
+}
+
+// hairpin puts the container bridge's ports in hairpin mode, so a container
+// whose call to a VIP comes back to itself is answered (see cnet.Hairpin).
+// Apply runs it before the balancer follows the same answer, so a new task's
+// port has it before the VIP sends it anything.
+func (n *Net) hairpin() {
+	if !n.cfg.Program || n.cfg.Networker == nil || !n.subnet.IsValid() || !n.localDone {
+		return
+	}
+	if err := cnet.Hairpin(cnet.Gateway(n.subnet), 0); err != nil {
+		n.log.Warn("hairpin mode on the container bridge", "err", err)
+	}
 }
 
 func (n *Net) syncOverlay(ctx context.Context) error {

@@ -42,7 +42,7 @@ func (f *Feeder) Apply(ctx context.Context, as api.Assignments) {
 	if f.balancer == nil {
 		return
 	}
-	t := LBTable(as, f.nodeAddr)
+	t := LBTable(as, f.nodeAddr, f.balancer.Name() == lb.KindNftables)
 	key := fmt.Sprint(t)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -90,8 +90,11 @@ func DNSTable(as api.Assignments) dnsdisco.Table {
 // LBTable maps VIP:target and every ingress-published port on this node's address
 // to the tasks: a container on the cluster network directly (its address and the
 // target port, routable from every node), anything else (process tasks, a
-// container on Docker's default bridge) through its host port on its node.
-func LBTable(as api.Assignments, nodeAddr string) lb.Table {
+// container on Docker's default bridge) through its host port on its node. With
+// everyPort (the nftables balancer), a VIP also balances every other port over
+// its tasks that are containers on the cluster network, as Docker Swarm's VIPs
+// do: a service needs no published port to be called by name.
+func LBTable(as api.Assignments, nodeAddr string, everyPort bool) lb.Table {
 	var t lb.Table
 	subnets := map[string]netip.Prefix{}
 	for _, n := range as.Nodes {
@@ -100,6 +103,19 @@ func LBTable(as api.Assignments, nodeAddr string) lb.Table {
 		}
 	}
 	for _, se := range as.Endpoints {
+		if everyPort && se.EndpointMode == api.EndpointVIP && se.VIP != "" {
+			var ctrs []lb.Backend
+			for _, e := range se.Tasks {
+				if a, err := netip.ParseAddr(e.Addr); err == nil && subnets[e.NodeID].Contains(a) {
+					ctrs = append(ctrs, lb.Backend{IP: net.ParseIP(e.Addr)})
+				}
+			}
+			if len(ctrs) > 0 {
+				for _, proto := range []string{"tcp", "udp"} {
+					t.Frontends = append(t.Frontends, lb.Frontend{Service: se.Service, IP: net.ParseIP(se.VIP), Proto: proto, Backends: ctrs})
+				}
+			}
+		}
 		for _, pc := range se.Ports {
 			var backends []lb.Backend
 			for _, e := range se.Tasks {

@@ -53,7 +53,7 @@ func TestDNSTable(t *testing.T) {
 }
 
 func TestLBTable(t *testing.T) {
-	got := LBTable(sampleAssignments(), "192.0.2.1")
+	got := LBTable(sampleAssignments(), "192.0.2.1", false)
 	// A container on its node's subnet is reached directly on the target port;
 	// the rest through their host ports.
 	backends := []lb.Backend{{IP: net.ParseIP("10.42.1.2"), Port: 80}, {IP: net.ParseIP("192.0.2.2"), Port: 30002}, {IP: net.ParseIP("192.0.2.1"), Port: 30003}}
@@ -66,5 +66,22 @@ func TestLBTable(t *testing.T) {
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("LB table\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// With a balancer that can, a VIP balances every port over its containers on
+// the cluster network (a service needs no published port to be called).
+func TestLBTableEveryPort(t *testing.T) {
+	got := LBTable(sampleAssignments(), "192.0.2.1", true)
+	ctrs := []lb.Backend{{IP: net.ParseIP("10.42.1.2")}}
+	want := []lb.Frontend{
+		{Service: "Web", IP: net.ParseIP("10.43.0.2"), Proto: "tcp", Backends: ctrs},
+		{Service: "Web", IP: net.ParseIP("10.43.0.2"), Proto: "udp", Backends: ctrs},
+	}
+	if !reflect.DeepEqual(got.Frontends[:2], want) {
+		t.Fatalf("every-port frontends\n got %+v\nwant %+v", got.Frontends[:2], want)
+	}
+	if rest := LBTable(sampleAssignments(), "192.0.2.1", false); !reflect.DeepEqual(got.Frontends[2:], rest.Frontends) {
+		t.Fatalf("the one-port frontends differ: %+v", got.Frontends[2:])
 	}
 }
