@@ -25,13 +25,20 @@ import (
 //
 //	table ip swarmlet {
 //	  map frontends { type ipv4_addr . inet_proto . inet_service : verdict
-//	                  elements = { 127.128.0.1 . tcp . 80 : goto fe-tcp-127.128.0.1-80 } }
-//	  chain prerouting  { type nat hook prerouting priority dstnat;  ip daddr . meta l4proto . th dport vmap @frontends }
-//	  chain output      { type nat hook output priority dstnat;      ip daddr . meta l4proto . th dport vmap @frontends }
-//	  chain postrouting { type nat hook postrouting priority srcnat; meta mark & 0x4000 != 0 oifname != "lo" masquerade }
-//	  chain fe-tcp-127.128.0.1-80 {
-//	    meta mark set meta mark | 0x4000 dnat to numgen random mod 3 map { 0 : 10.0.0.5 . 8080, ... } comment "swarmlet svc=web fp=..."
+//	                  elements = { 10.43.0.1 . tcp . 80 : goto fe-tcp-10.43.0.1-80 } }
+//	  map addresses { type ipv4_addr . inet_proto : verdict            # frontends of every port (Port 0)
+//	                  elements = { 10.43.0.1 . tcp : goto fe-tcp-10.43.0.1-0 } }
+//	  chain prerouting  { type nat hook prerouting priority dstnat;
+//	                      ip daddr . meta l4proto . th dport vmap @frontends
+//	                      ip daddr . meta l4proto vmap @addresses }
+//	  chain output      { (the same, for the host's own connections) }
+//	  chain postrouting { type nat hook postrouting priority srcnat;
+//	                      meta mark & 0x4000 != 0 ip saddr POOL oifname "OVERLAY" accept   # KeepSourceFrom/Via
+//	                      meta mark & 0x4000 != 0 oifname != "lo" masquerade }
+//	  chain fe-tcp-10.43.0.1-80 {
+//	    meta mark set meta mark | 0x4000 dnat to numgen random mod 3 map { 0 : 10.42.0.5 . 80, ... } comment "swarmlet svc=web fp=..."
 //	  }
+//	  chain fe-tcp-10.43.0.1-0 { ... dnat to numgen random mod 3 map { 0 : 10.42.0.5, ... } }   # the port stays
 //	}
 //
 // Why this shape:
@@ -55,6 +62,10 @@ import (
 //     through something other than lo". Loopback backends (process engine)
 //     keep the real client address. The cost is the one Docker's routing mesh
 //     has: backends on other devices see the node's address, not the client's.
+//   - Connections from the container pool leaving through the overlay are not
+//     masqueraded (KeepSourceFrom/Via): the peer routes the pool back through
+//     the overlay to us, so replies pass our conntrack, and the backend sees
+//     its caller's own address.
 //   - Frontends without backends reject (TCP reset, ICMP port unreachable)
 //     instead of falling through to whatever might listen on the VIP's port.
 const (
