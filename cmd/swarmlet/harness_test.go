@@ -72,6 +72,7 @@ func (c *cluster) ip(i int) string { return fmt.Sprintf("127.%d.0.%d", c.net, i)
 // different tests sharing one Docker engine must not ask it for one subnet
 // (and none may overlap the default service range, 10.43.0.0/16).
 func poolFor(net int) string { return fmt.Sprintf("10.%d.0.0/16", 100+net) }
+
 func (c *cluster) dataDir(i int) string { return filepath.Join(c.dir, fmt.Sprintf("n%d", i)) }
 func (c *cluster) sock(i int) string    { return "unix://" + filepath.Join(c.dataDir(i), "swarmlet.sock") }
 
