@@ -28,7 +28,9 @@ func TestBedClusterNetwork(t *testing.T) {
 	c := newBedCluster(t, 3)
 	c.up()
 	c.mustCLI(1, "service", "create", "--name", "web", "--replicas", "3", "-p", "8080:80", "--restart-delay", "0s", bedImage)
-	c.mustCLI(1, "service", "create", "--name", "client", "--constraint", "node.hostname==h1", bedImage)
+	// A client container on every host; the one on host 1 does most of the calling.
+	c.mustCLI(1, "service", "create", "--name", "client", "--mode", "global", bedImage)
+	c.mustCLI(1, "service", "create", "--name", "rr", "--endpoint-mode", "dnsrr", "--replicas", "2", bedImage)
 	web := c.serving("web")
 	onHost := map[int]bedTask{}
 	for _, x := range web {
@@ -77,10 +79,27 @@ func TestBedClusterNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	t.Run("every task address answers on its target port", func(t *testing.T) {
-		for _, x := range web {
-			if got := answers(in("get", "http://"+x.Addr+":80/")); got[x.ID] != 1 {
-				t.Fatalf("%s answered %v, want task %s", x.Addr, got, x.ID)
+	t.Run("every task address answers from every host's containers", func(t *testing.T) {
+		rr := c.serving("rr")
+		for i := range c.nodes {
+			ctr := c.container(i, "client")
+			for _, name := range []string{"tasks.web", "rr"} {
+				want := web
+				if name == "rr" {
+					want = rr // dnsrr: the name answers the tasks' addresses
+				}
+				out, err := c.inContainer(i, ctr, "resolve", name)
+				got := strings.Fields(out)
+				slices.Sort(got)
+				if err != nil || !slices.Equal(got, addrsOf(want)) {
+					t.Fatalf("host %d: %s resolves to %v (%v), want %v", i, name, got, err, addrsOf(want))
+				}
+				for _, x := range want {
+					out, err := c.inContainer(i, ctr, "get", "http://"+x.Addr+":80/")
+					if err != nil || answers(out)[x.ID] != 1 {
+						t.Fatalf("host %d: %s answered %q (%v), want task %s", i, x.Addr, out, err, x.ID)
+					}
+				}
 			}
 		}
 	})
@@ -99,15 +118,18 @@ func TestBedClusterNetwork(t *testing.T) {
 	})
 	t.Run("a service without published ports is called by name", func(t *testing.T) {
 		// client publishes nothing: its VIP balances every port over its
-		// container, here called from that very container (a hairpin) and
-		// from another host.
-		cl := c.serving("client")
-		if got := answers(in("get", "http://client/", "3")); got[cl[0].ID] != 3 {
-			t.Fatalf("client calling itself by name: %v", got)
+		// containers, called here from one of them (a third of the calls
+		// come back to the caller: a hairpin) and from a host.
+		cl := idsOf(c.serving("client"))
+		if err := sameTasks(answers(in("get", "http://client/", "30")), cl); err != nil {
+			t.Fatalf("client calling its own name: %v", err)
 		}
-		got, err := c.hostGet(2, "http://"+c.vip("client")+"/", 3)
-		if err != nil || got[cl[0].ID] != 3 {
-			t.Fatalf("client's VIP from host 2: %v %v", got, err)
+		got, err := c.hostGet(2, "http://"+c.vip("client")+"/", 30)
+		if err == nil {
+			err = sameTasks(got, cl)
+		}
+		if err != nil {
+			t.Fatalf("client's VIP from host 2: %v", err)
 		}
 	})
 	t.Run("hosts reach the VIP too", func(t *testing.T) {
@@ -177,7 +199,7 @@ func TestBedClusterNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitFor(t, 30*time.Second, "host 2's task out of tasks.web and the VIP in the client container", func() bool {
+	waitFor(t, 15*time.Second, "host 2's task out of tasks.web and the VIP in the client container", func() bool {
 		out, err := c.inContainer(1, client, "resolve", "tasks.web")
 		if err != nil || strings.Contains(out, cut.Addr) {
 			return false
