@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -69,6 +70,21 @@ func TestServicesDockerEngine(t *testing.T) {
 	}
 	if len(nodesUsed) != 2 {
 		t.Fatalf("3 replicas not spread over 2 nodes: %v", nodesUsed)
+	}
+	// Nodes sharing one engine each have a network of their own subnet.
+	subnetOf := map[string]string{}
+	for _, x := range r {
+		a, err := netip.ParseAddr(x.Addr)
+		if err != nil || !netip.MustParsePrefix(poolFor(46)).Contains(a) {
+			t.Fatalf("task %s has address %q, not of the pool %s", x.ID, x.Addr, poolFor(46))
+		}
+		sub := netip.PrefixFrom(a, 24).Masked().String()
+		for node, s := range subnetOf {
+			if (node == x.Node) != (s == sub) {
+				t.Fatalf("tasks on nodes %s and %s: subnets %s and %s", node, x.Node, s, sub)
+			}
+		}
+		subnetOf[x.Node] = sub
 	}
 	ids := dockerContainers(t, "swarmlet.service=dweb")
 	if len(ids) != 3 {
