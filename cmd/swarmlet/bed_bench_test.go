@@ -13,7 +13,10 @@ import (
 	"github.com/swarmlet/swarmlet/cnet"
 )
 
-var rpsLine = regexp.MustCompile(`requests=(\d+) seconds=([\d.]+) rps=(\d+) failed=(\d+)`)
+var (
+	rpsLine  = regexp.MustCompile(`requests=(\d+) seconds=([\d.]+) rps=(\d+) failed=(\d+)`)
+	pairLine = regexp.MustCompile(`a_p50_us=(\d+) b_p50_us=(\d+) a_n=\d+ b_n=\d+ failed=(\d+)`)
+)
 
 // benchIn runs `whoami bench|dnsbench ...` in the client container and returns
 // its rate, failing on any failed request.
@@ -73,6 +76,18 @@ func BenchmarkBedNetwork(b *testing.B) {
 			}
 			toTasks, viaVIP, ratio = append(toTasks, d), append(viaVIP, v), append(ratio, v/d)
 		}
+		// The same comparison by latency, the two paths alternated request
+		// by request: a busy machine's load falls on both alike.
+		out, err := c.inContainer(1, client, append([]string{"pair", "10s", "2", "http://" + vip + "/"}, direct...)...)
+		m := pairLine.FindStringSubmatch(out)
+		if err != nil || m == nil || m[3] != "0" {
+			b.Fatalf("whoami pair: %v %q", err, out)
+		}
+		va, _ := strconv.ParseFloat(m[1], 64)
+		vb, _ := strconv.ParseFloat(m[2], 64)
+		b.ReportMetric(va/1000, "ms-p50-vip")
+		b.ReportMetric(vb/1000, "ms-p50-task")
+		b.ReportMetric(vb/va, "vip/task-by-latency")
 		b.ReportMetric(median(viaVIP), "vip-req/s")
 		b.ReportMetric(median(toTasks), "task-req/s")
 		b.ReportMetric(median(ratio), "vip/task")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,12 @@ import (
 //	whoami loop URL DURATION         requests back to back; prints requests= failed= first_error=
 //	whoami bench DURATION C URL...   C concurrent clients, round robin over the URLs; prints requests= seconds= rps= failed=
 //	whoami dnsbench NAME DURATION [C [SERVER]]  lookups, through resolv.conf or SERVER (ip:port)
+//	whoami pair DURATION C URL_A URL_B...  requests to A and to the Bs (round robin) in strict
+//	                                 alternation; prints each one's median latency: on a busy
+//	                                 machine the ratio of two alternated medians is steadier
+//	                                 than the ratio of two rates measured one after the other
 var clientCommands = map[string]func(args []string) error{
-	"get": cmdGet, "resolve": cmdResolve, "loop": cmdLoop, "bench": cmdBench, "dnsbench": cmdDNSBench,
+	"get": cmdGet, "resolve": cmdResolve, "loop": cmdLoop, "bench": cmdBench, "dnsbench": cmdDNSBench, "pair": cmdPair,
 }
 
 func clientMain(args []string) int {
@@ -212,5 +217,64 @@ func cmdDNSBench(args []string) error {
 		_, err := r.LookupHost(ctx, args[0])
 		return err
 	})
+	return nil
+}
+
+func cmdPair(args []string) error {
+	if len(args) < 4 {
+		return errors.New("pair DURATION C URL_A URL_B...")
+	}
+	d, err := duration(args[0])
+	if err != nil {
+		return err
+	}
+	conc, err := concurrency(args, 1)
+	if err != nil {
+		return err
+	}
+	a, bs := args[2], args[3:]
+	c := httpClient()
+	var mu sync.Mutex
+	var la, lb []time.Duration
+	var failed atomic.Int64
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	end := time.Now().Add(d)
+	timed := func(url string) (time.Duration, bool) {
+		t0 := time.Now()
+		_, err := getOnce(c, url)
+		if err != nil {
+			failed.Add(1)
+			return 0, false
+		}
+		return time.Since(t0), true
+	}
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				x, okA := timed(a)
+				y, okB := timed(bs[next.Add(1)%uint64(len(bs))])
+				mu.Lock()
+				if okA {
+					la = append(la, x)
+				}
+				if okB {
+					lb = append(lb, y)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	med := func(xs []time.Duration) time.Duration {
+		if len(xs) == 0 {
+			return 0
+		}
+		slices.Sort(xs)
+		return xs[len(xs)/2]
+	}
+	fmt.Printf("a_p50_us=%d b_p50_us=%d a_n=%d b_n=%d failed=%d\n", med(la).Microseconds(), med(lb).Microseconds(), len(la), len(lb), failed.Load())
 	return nil
 }
