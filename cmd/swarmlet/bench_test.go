@@ -102,6 +102,13 @@ func BenchmarkCreate20(b *testing.B) {
 			})
 		}
 		report(b, "create20-"+eng, ds)
+		ns, _ := c.nodes(1)
 		c.stopAll()
+		if eng == "docker" {
+			// Each node made its container network on the shared engine.
+			for _, n := range ns {
+				_ = osexec.Command("docker", "network", "rm", "swarmlet-"+n.ID).Run()
+			}
+		}
 	}
 }
