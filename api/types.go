@@ -55,6 +55,10 @@ type Node struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	CreateIndex  uint64            `json:"create_index"`
 	ModifyIndex  uint64            `json:"modify_index"`
+
+	// Subnet is the node's share of the cluster's container pool (CIDR), chosen by
+	// the FSM when the node joins and freed when it is removed; "" before then.
+	Subnet string `json:"subnet,omitempty"`
 }
 
 // ServiceMode: replicated runs Replicas tasks; global runs one task per eligible node.

@@ -19,6 +19,19 @@ type JoinResponse struct {
 	ClusterID string   `json:"cluster_id"`
 	Role      NodeRole `json:"role"`
 	Managers  []Node   `json:"managers"`
+	// Network is the cluster's address plan, fixed at init.
+	Network ClusterNetwork `json:"network"`
+}
+
+// ClusterNetwork is the cluster's address plan, set at init and never changed:
+// the container pool that every node gets a subnet of, the length of those
+// subnets, and the routable range service VIPs come from.
+type ClusterNetwork struct {
+	Pool       string `json:"pool,omitempty"`        // CIDR, e.g. 10.42.0.0/16
+	SubnetBits int    `json:"subnet_bits,omitempty"` // per-node prefix length, e.g. 24
+	// ServiceRange keeps the JSON name of the VIP pool it replaced, so clusters
+	// initialised before the rename read the same.
+	ServiceRange string `json:"vip_pool"`
 }
 
 // Info describes the node answering and the cluster as it sees it.

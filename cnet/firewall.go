@@ -135,8 +135,10 @@ func iptables() (iptablesCmd, error) {
 
 // run runs iptables on the filter table, waiting for the xtables lock that
 // Docker's own calls take.
-func (c iptablesCmd) run(args ...string) (string, error) {
-	args = append([]string{"-w", "5", "-t", "filter"}, args...)
+func (c iptablesCmd) run(args ...string) (string, error) { return c.runTable("filter", args...) }
+
+func (c iptablesCmd) runTable(table string, args ...string) (string, error) {
+	args = append([]string{"-w", "5", "-t", table}, args...)
 	out, err := exec.Command(string(c), args...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("iptables %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))

@@ -69,6 +69,10 @@ type Config struct {
 	// caller's (tests).
 	NetNSFd int
 	Logger  *slog.Logger
+	// Alias, if set, is kept as the device's alias (`ip link` shows it), so
+	// that Devices can tell whose a device is: the daemon writes its cluster
+	// and node, and removes devices of its cluster's nodes that are gone.
+	Alias string
 }
 
 // Peer is another node's end of the overlay, as every node can compute it
@@ -584,6 +588,11 @@ func (o *Overlay) ensureLink() (netlink.Link, error) {
 	if attrs.MTU != o.mtu {
 		if err := o.h.LinkSetMTU(l, o.mtu); err != nil {
 			return nil, fmt.Errorf("overlay: set MTU %d on %s: %w", o.mtu, o.cfg.Device, err)
+		}
+	}
+	if o.cfg.Alias != "" && attrs.Alias != o.cfg.Alias {
+		if err := o.h.LinkSetAlias(l, o.cfg.Alias); err != nil {
+			return nil, fmt.Errorf("overlay: set alias of %s: %w", o.cfg.Device, err)
 		}
 	}
 	if mac := MACFor(o.cfg.LocalSubnet); !bytes.Equal(attrs.HardwareAddr, mac) {

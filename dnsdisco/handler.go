@@ -16,7 +16,7 @@ const ednsSize = 1232
 // also be mounted in another miekg mux.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
-	resp := s.handle(req, udp)
+	resp := s.handleFor(req, udp, s.mayRecurse(w.RemoteAddr()))
 	if resp == nil {
 		return
 	}
@@ -29,18 +29,22 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // handle computes the response to req, fitted to the transport (udp or tcp).
 // It returns nil when nothing should be sent. It is the whole query path
 // short of the socket, which is what the fuzz target exercises.
-func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg {
+func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg { return s.handleFor(req, udp, true) }
+
+// handleFor is handle for a client that may (recurse) or may not have names
+// outside the zone forwarded upstream.
+func (s *Server) handleFor(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	if req.Response {
 		// Answering a response could start a loop between two servers.
 		return nil
 	}
-	resp := s.answer(req, udp)
+	resp := s.answer(req, udp, recurse)
 	fit(resp, req, udp)
 	return resp
 }
 
 // answer builds the untruncated response.
-func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
+func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	if req.Opcode != dns.OpcodeQuery {
 		return errorReply(req, dns.RcodeNotImplemented)
 	}
@@ -62,6 +66,13 @@ func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
 	ix := s.table.Load()
 	rel, ours, apex := s.classify(name, ix)
 	if !ours {
+		if !recurse {
+			// Not an open resolver: only this node's host and containers
+			// may have us resolve the rest of the world for them.
+			m := errorReply(req, dns.RcodeRefused)
+			m.RecursionAvailable = false
+			return m
+		}
 		return s.forward(req, udp)
 	}
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {

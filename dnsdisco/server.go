@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +41,13 @@ type Config struct {
 	// Observe, if set, is told of each query answered: its type and the kind of
 	// answer (metrics). It must be cheap.
 	Observe func(qtype, kind string)
+	// RecursionFrom, if not nil, limits forwarding to clients whose source
+	// address is in one of these prefixes; others get REFUSED for names
+	// outside the zone (the zone itself is answered to anyone). A node's DNS
+	// listens on its advertise address, which anyone on the network can
+	// reach: without a limit it would be an open resolver. Nil forwards for
+	// everyone. SetRecursionFrom replaces it.
+	RecursionFrom []netip.Prefix
 }
 
 // Server is a DNS server answering cluster names from a Table and forwarding
@@ -56,12 +65,22 @@ type Server struct {
 
 	lastFailWarn atomic.Int64 // unix nanos of the last "all upstreams failed" warning
 
+	recursion atomic.Pointer[[]netip.Prefix] // nil: everyone
+
 	mu     sync.Mutex
 	closed bool
 	udp    *dns.Server
 	tcp    *dns.Server
 	addr   string
-	done   chan struct{} // closed when both serve loops have returned
+	done   chan struct{}        // closed when both serve loops have returned
+	extra  map[string]*listener // Listen's, by requested address
+}
+
+// listener is one more address the server answers on (Listen).
+type listener struct {
+	udp, tcp *dns.Server
+	done     chan struct{}
+	addr     string // bound
 }
 
 // New returns a server that is not yet listening. It answers from an empty
@@ -85,6 +104,9 @@ func New(cfg Config) *Server {
 	}
 	s.zone, s.zoneErr = canonicalZone(cfg.Zone)
 	s.nsGlue.Store(selfEntry(cfg.Addr))
+	if cfg.RecursionFrom != nil {
+		s.SetRecursionFrom(cfg.RecursionFrom)
+	}
 	s.SetTable(Table{})
 	return s
 }
@@ -218,7 +240,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("dnsdisco: listen tcp %s: %w", addr, lastErr)
 }
 
-// Close stops both listeners and waits for the serve loops to return. It is
+// Close stops every listener and waits for the serve loops to return. It is
 // safe to call more than once and on a server never started.
 func (s *Server) Close() error {
 	s.mu.Lock()
@@ -228,17 +250,139 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	udp, tcp, done := s.udp, s.tcp, s.done
+	extra := s.extra
+	s.extra = nil
 	s.mu.Unlock()
-	if udp == nil {
-		return nil
+	var errs []error
+	for _, l := range extra {
+		errs = append(errs, l.close())
 	}
-	errU := udp.Shutdown()
-	errT := tcp.Shutdown()
-	<-done
-	if err := errors.Join(errU, errT); err != nil {
+	if udp != nil {
+		errs = append(errs, udp.Shutdown(), tcp.Shutdown())
+		<-done
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dnsdisco: close: %w", err)
 	}
 	return nil
+}
+
+// Listen makes the server answer on addr too ("ip:port", UDP and TCP), as it
+// does on Config.Addr: a node's DNS also listens on its container network's
+// gateway, where its containers are pointed. Listening again on the same
+// address does nothing. The server must have been started. It returns the
+// bound address (the real port when addr asked for port 0).
+func (s *Server) Listen(addr string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", ErrClosed
+	}
+	if s.udp == nil {
+		return "", errors.New("dnsdisco: Listen before Start")
+	}
+	if ln, ok := s.extra[addr]; ok {
+		return ln.addr, nil
+	}
+	pc, l, err := listenBoth(addr)
+	if err != nil {
+		return "", err
+	}
+	h := dns.HandlerFunc(s.ServeDNS)
+	var started sync.WaitGroup
+	started.Add(2)
+	ln := &listener{
+		udp: &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done},
+		tcp: &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
+			IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1},
+		done: make(chan struct{}),
+		addr: pc.LocalAddr().String(),
+	}
+	errc := make(chan error, 2)
+	var served sync.WaitGroup
+	served.Add(2)
+	for _, srv := range []*dns.Server{ln.udp, ln.tcp} {
+		go func() {
+			defer served.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	go func() { served.Wait(); close(ln.done) }()
+	ready := make(chan struct{})
+	go func() { started.Wait(); close(ready) }()
+	select {
+	case <-ready:
+	case err := <-errc:
+		_ = pc.Close()
+		_ = l.Close()
+		return "", fmt.Errorf("dnsdisco: serve on %s: %w", addr, err)
+	}
+	if s.extra == nil {
+		s.extra = map[string]*listener{}
+	}
+	s.extra[addr] = ln
+	s.log.Info("dns server listening", "addr", ln.addr)
+	return ln.addr, nil
+}
+
+// Unlisten stops answering on an address given to Listen; an unknown address
+// is no error.
+func (s *Server) Unlisten(addr string) error {
+	s.mu.Lock()
+	ln := s.extra[addr]
+	delete(s.extra, addr)
+	s.mu.Unlock()
+	if ln == nil {
+		return nil
+	}
+	return ln.close()
+}
+
+func (l *listener) close() error {
+	err := errors.Join(l.udp.Shutdown(), l.tcp.Shutdown())
+	<-l.done
+	return err
+}
+
+// SetRecursionFrom replaces Config.RecursionFrom (nil: everyone).
+func (s *Server) SetRecursionFrom(prefixes []netip.Prefix) {
+	if prefixes == nil {
+		s.recursion.Store(nil)
+		return
+	}
+	p := slices.Clone(prefixes)
+	s.recursion.Store(&p)
+}
+
+// mayRecurse says whether a client at remote may have names outside the zone
+// forwarded.
+func (s *Server) mayRecurse(remote net.Addr) bool {
+	allow := s.recursion.Load()
+	if allow == nil {
+		return true
+	}
+	var ip net.IP
+	switch a := remote.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	default:
+		return false
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range *allow {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // Addr is the bound address once Start has returned (the real port when

@@ -224,6 +224,7 @@ func ipvsDestOf(d netip.AddrPort, weight int) *ipvs.Destination {
 // nftables masquerade is to apply to it.
 func (b *ipvsBalancer) Sync(ctx context.Context, t Table) error {
 	desired, verr := normalize(t, true)
+	verr = errors.Join(verr, onePortOnly(desired))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cur, _, err := b.readState()

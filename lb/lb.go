@@ -22,12 +22,20 @@ type Backend struct {
 // Frontend is one balanced address: a service VIP or a published (ingress) port
 // on a node address.
 type Frontend struct {
-	Service  string // for naming and comments only
-	IP       net.IP // VIP, or a node address for a published (ingress) port
+	Service string // for naming and comments only
+	IP      net.IP // VIP, or a node address for a published (ingress) port
+	// Port 0 balances every port of IP (a VIP whose backends are containers
+	// with addresses of their own): each connection keeps its destination
+	// port, and the backends' Port must be 0 too. A frontend for one port
+	// of the same IP takes precedence. Only the nftables balancer has it.
 	Port     int
 	Proto    string // "tcp" | "udp"
 	Backends []Backend
 }
+
+// ErrEveryPort is returned (wrapped, per frontend) by balancers that cannot
+// balance every port of an address (Frontend.Port 0).
+var ErrEveryPort = errors.New("this balancer cannot balance every port of an address; only nftables can")
 
 // Table is the whole desired state of a balancer. Sync is always handed the full
 // table, never a delta, so that a missed update cannot leave stale state behind.
@@ -57,10 +65,24 @@ type Config struct {
 	// TableName is the nftables table this balancer owns (family ip).
 	// Default "swarmlet".
 	TableName string
+	// Owner is written into the nftables table (its base rules' comments)
+	// so that ListTables can tell whose a table is: the daemon passes its
+	// cluster ID, and removes its own cluster's tables of nodes that are gone
+	// while leaving other clusters' alone. No spaces or quotes.
+	Owner string
 	// MasqueradeMark is the packet mark bit the nftables balancer sets on
 	// connections it DNATs so that its postrouting chain can masquerade exactly
 	// those (and not, say, Docker's own published ports). Default 0x4000.
 	MasqueradeMark uint32
+	// KeepSourceFrom and KeepSourceVia exempt from the nftables balancer's
+	// masquerade what comes from KeepSourceFrom (the container pool) and
+	// leaves through the device KeepSourceVia (the overlay): the backend is
+	// a container on another host, which routes the pool back through the
+	// overlay to this host, so the reply passes our conntrack anyway, and
+	// the backend sees its caller's own address (as a pod calling a
+	// ClusterIP does). Both or neither.
+	KeepSourceFrom netip.Prefix
+	KeepSourceVia  string
 	// NetNSFd, when > 0, is a network namespace fd the nftables and ipvs
 	// balancers program instead of the caller's namespace. Tests use it so that
 	// no rule ever lands in the host's namespace; the daemon leaves it zero.
@@ -126,6 +148,19 @@ func detect(cfg Config) string {
 	return KindUserspace
 }
 
+// onePortOnly drops the frontends of every port (Port 0), reported as
+// ErrEveryPort: for the balancers that cannot do them.
+func onePortOnly(desired map[key]desiredFE) error {
+	var errs []error
+	for k, d := range desired {
+		if k.Port == 0 {
+			errs = append(errs, fmt.Errorf("frontend %s %s: %w", d.Service, k, ErrEveryPort))
+			delete(desired, k)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // key identifies a frontend. It is comparable so plans can use it as a map key.
 type key struct {
 	Addr  netip.Addr
@@ -179,7 +214,7 @@ func normalizeFrontend(f Frontend, v4only bool) (desiredFE, error) {
 		// published on every node address takes one frontend per address.
 		return desiredFE{}, fmt.Errorf("unspecified frontend address: the kernel balancers need one frontend per address")
 	}
-	if f.Port <= 0 || f.Port > 65535 {
+	if f.Port < 0 || f.Port > 65535 {
 		return desiredFE{}, fmt.Errorf("port %d out of range", f.Port)
 	}
 	d := desiredFE{Key: key{Addr: addr, Port: uint16(f.Port), Proto: proto}, Service: f.Service}
@@ -191,7 +226,10 @@ func normalizeFrontend(f Frontend, v4only bool) (desiredFE, error) {
 		if ba.IsUnspecified() {
 			return desiredFE{}, fmt.Errorf("backend %s: unspecified address", ba)
 		}
-		if b.Port <= 0 || b.Port > 65535 {
+		switch {
+		case f.Port == 0 && b.Port != 0:
+			return desiredFE{}, fmt.Errorf("backend %s port %d: a frontend of every port keeps the port (backend port 0)", ba, b.Port)
+		case f.Port != 0 && (b.Port <= 0 || b.Port > 65535):
 			return desiredFE{}, fmt.Errorf("backend %s port %d out of range", ba, b.Port)
 		}
 		d.Backends = append(d.Backends, netip.AddrPortFrom(ba, uint16(b.Port)))

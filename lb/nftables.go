@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -24,13 +25,20 @@ import (
 //
 //	table ip swarmlet {
 //	  map frontends { type ipv4_addr . inet_proto . inet_service : verdict
-//	                  elements = { 127.128.0.1 . tcp . 80 : goto fe-tcp-127.128.0.1-80 } }
-//	  chain prerouting  { type nat hook prerouting priority dstnat;  ip daddr . meta l4proto . th dport vmap @frontends }
-//	  chain output      { type nat hook output priority dstnat;      ip daddr . meta l4proto . th dport vmap @frontends }
-//	  chain postrouting { type nat hook postrouting priority srcnat; meta mark & 0x4000 != 0 oifname != "lo" masquerade }
-//	  chain fe-tcp-127.128.0.1-80 {
-//	    meta mark set meta mark | 0x4000 dnat to numgen random mod 3 map { 0 : 10.0.0.5 . 8080, ... } comment "swarmlet svc=web fp=..."
+//	                  elements = { 10.43.0.1 . tcp . 80 : goto fe-tcp-10.43.0.1-80 } }
+//	  map addresses { type ipv4_addr . inet_proto : verdict            # frontends of every port (Port 0)
+//	                  elements = { 10.43.0.1 . tcp : goto fe-tcp-10.43.0.1-0 } }
+//	  chain prerouting  { type nat hook prerouting priority dstnat;
+//	                      ip daddr . meta l4proto . th dport vmap @frontends
+//	                      ip daddr . meta l4proto vmap @addresses }
+//	  chain output      { (the same, for the host's own connections) }
+//	  chain postrouting { type nat hook postrouting priority srcnat;
+//	                      meta mark & 0x4000 != 0 ip saddr POOL oifname "OVERLAY" accept   # KeepSourceFrom/Via
+//	                      meta mark & 0x4000 != 0 oifname != "lo" masquerade }
+//	  chain fe-tcp-10.43.0.1-80 {
+//	    meta mark set meta mark | 0x4000 dnat to numgen random mod 3 map { 0 : 10.42.0.5 . 80, ... } comment "swarmlet svc=web fp=..."
 //	  }
+//	  chain fe-tcp-10.43.0.1-0 { ... dnat to numgen random mod 3 map { 0 : 10.42.0.5, ... } }   # the port stays
 //	}
 //
 // Why this shape:
@@ -54,11 +62,16 @@ import (
 //     through something other than lo". Loopback backends (process engine)
 //     keep the real client address. The cost is the one Docker's routing mesh
 //     has: backends on other devices see the node's address, not the client's.
+//   - Connections from the container pool leaving through the overlay are not
+//     masqueraded (KeepSourceFrom/Via): the peer routes the pool back through
+//     the overlay to us, so replies pass our conntrack, and the backend sees
+//     its caller's own address.
 //   - Frontends without backends reject (TCP reset, ICMP port unreachable)
 //     instead of falling through to whatever might listen on the VIP's port.
 const (
 	nftSchema      = "v1"
 	nftMapName     = "frontends"
+	nftAddrMapName = "addresses" // frontends of every port (Frontend.Port 0)
 	nftPrerouting  = "prerouting"
 	nftOutput      = "output"
 	nftPostrouting = "postrouting"
@@ -213,17 +226,22 @@ func (b *nftBalancer) readState() (nftState, error) {
 			if err != nil {
 				return st, fmt.Errorf("list rules of %s: %w", ch.Name, err)
 			}
-			if len(rules) == 1 {
-				c, _ := userdata.GetString(rules[0].UserData, userdata.TypeComment)
+			if len(rules) == b.baseRules(ch.Name) {
+				c, _ := userdata.GetString(rules[len(rules)-1].UserData, userdata.TypeComment)
 				base[ch.Name] = c == b.baseComment(ch.Name)
 			}
 		}
 	}
-	set, err := b.conn.GetSetByName(b.table, nftMapName)
-	if err == nil && set.IsMap {
+	mapsOK := true
+	for _, name := range []string{nftMapName, nftAddrMapName} {
+		set, err := b.conn.GetSetByName(b.table, name)
+		if err != nil || !set.IsMap {
+			mapsOK = false
+			continue
+		}
 		elems, err := b.conn.GetSetElements(set)
 		if err != nil {
-			return st, fmt.Errorf("list %s elements: %w", nftMapName, err)
+			return st, fmt.Errorf("list %s elements: %w", name, err)
 		}
 		for _, e := range elems {
 			if k, ok := parseElemKey(e.Key); ok {
@@ -231,7 +249,7 @@ func (b *nftBalancer) readState() (nftState, error) {
 			}
 		}
 	}
-	st.baseOK = err == nil && set.IsMap && base[nftPrerouting] && base[nftOutput] && base[nftPostrouting]
+	st.baseOK = mapsOK && base[nftPrerouting] && base[nftOutput] && base[nftPostrouting]
 	// A frontend counts as in place only when both its chain and its map
 	// element are; otherwise the plan updates it, which repairs either half.
 	for k := range st.elems {
@@ -273,7 +291,27 @@ func (b *nftBalancer) baseChainSpec(name string) (*nftables.Chain, bool) {
 }
 
 func (b *nftBalancer) baseComment(chain string) string {
-	return fmt.Sprintf("swarmlet %s %s mark=%#x", nftSchema, chain, b.cfg.MasqueradeMark)
+	c := fmt.Sprintf("swarmlet %s %s mark=%#x", nftSchema, chain, b.cfg.MasqueradeMark)
+	if chain == nftPostrouting && b.keepSource() {
+		c += fmt.Sprintf(" keep=%s@%s", b.cfg.KeepSourceFrom, b.cfg.KeepSourceVia)
+	}
+	if b.cfg.Owner != "" {
+		c += " owner=" + b.cfg.Owner
+	}
+	return c
+}
+
+func (b *nftBalancer) keepSource() bool {
+	return b.cfg.KeepSourceFrom.IsValid() && b.cfg.KeepSourceFrom.Addr().Is4() && b.cfg.KeepSourceVia != ""
+}
+
+// baseRules is how many rules a base chain holds; the last one carries the
+// chain's comment.
+func (b *nftBalancer) baseRules(chain string) int {
+	if chain == nftPostrouting && !b.keepSource() {
+		return 1
+	}
+	return 2 // prerouting and output: by port, then by address
 }
 
 // fingerprint summarises everything the frontend chain's rule depends on.
@@ -343,18 +381,28 @@ func protoNum(proto string) byte {
 	return unix.IPPROTO_TCP
 }
 
-// elemKey encodes ipv4_addr . inet_proto . inet_service; concatenated fields
-// are each padded to a 4-byte register.
+// elemKey encodes ipv4_addr . inet_proto . inet_service (the frontends map),
+// or ipv4_addr . inet_proto for a frontend of every port (the addresses
+// map); concatenated fields are each padded to a 4-byte register.
 func elemKey(k key) []byte {
-	b := make([]byte, 12)
+	n := 12
+	if k.Port == 0 {
+		n = 8
+	}
+	b := make([]byte, n)
 	a := k.Addr.As4()
 	copy(b[0:4], a[:])
 	b[4] = protoNum(k.Proto)
-	binary.BigEndian.PutUint16(b[8:10], k.Port)
+	if k.Port != 0 {
+		binary.BigEndian.PutUint16(b[8:10], k.Port)
+	}
 	return b
 }
 
 func parseElemKey(b []byte) (key, bool) {
+	if len(b) == 8 {
+		b = append(b[:8:8], 0, 0, 0, 0) // port 0: every port
+	}
 	if len(b) != 12 {
 		return key{}, false
 	}
@@ -371,8 +419,9 @@ func parseElemKey(b []byte) (key, bool) {
 }
 
 var (
-	nftMapKeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	nftBackendVal = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	nftMapKeyType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	nftAddrKeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto)
+	nftBackendVal  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 )
 
 func (b *nftBalancer) vmap() *nftables.Set {
@@ -387,11 +436,32 @@ func (b *nftBalancer) vmap() *nftables.Set {
 	}
 }
 
+// addrMap is the vmap of frontends of every port, looked up after vmap().
+func (b *nftBalancer) addrMap() *nftables.Set {
+	return &nftables.Set{
+		Table:         b.table,
+		Name:          nftAddrMapName,
+		IsMap:         true,
+		Concatenation: true,
+		KeyType:       nftAddrKeyType,
+		DataType:      nftables.TypeVerdict,
+		Comment:       "swarmlet frontends of every port",
+	}
+}
+
+// setOf is the map a frontend's element lives in.
+func (b *nftBalancer) setOf(k key, ports, addrs *nftables.Set) *nftables.Set {
+	if k.Port == 0 {
+		return addrs
+	}
+	return ports
+}
+
 // apply sends the whole plan as one netlink batch, which nf_tables commits
 // atomically: a packet sees either the old or the new ruleset, never a mix.
 func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 	c := b.conn
-	set := b.vmap()
+	set, addrs := b.vmap(), b.addrMap()
 	if !st.baseOK {
 		if st.tableExists {
 			b.log.Warn("rebuilding nftables table not in the expected shape")
@@ -402,18 +472,25 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 		if err := c.AddSet(set, nil); err != nil {
 			return fmt.Errorf("add map %s: %w", nftMapName, err)
 		}
+		if err := c.AddSet(addrs, nil); err != nil {
+			return fmt.Errorf("add map %s: %w", nftAddrMapName, err)
+		}
 		for _, name := range []string{nftPrerouting, nftOutput} {
 			ch, _ := b.baseChainSpec(name)
 			c.AddChain(ch)
-			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchExprs(set), UserData: comment(b.baseComment(name))})
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchExprs(set)})
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: dispatchAddrExprs(addrs), UserData: comment(b.baseComment(name))})
 		}
 		ch, _ := b.baseChainSpec(nftPostrouting)
 		c.AddChain(ch)
+		if b.keepSource() {
+			c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: keepSourceExprs(b.cfg.MasqueradeMark, b.cfg.KeepSourceFrom, b.cfg.KeepSourceVia)})
+		}
 		c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: masqExprs(b.cfg.MasqueradeMark), UserData: comment(b.baseComment(nftPostrouting))})
 	}
 	for _, k := range plan.Remove {
 		if st.elems[k] {
-			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: elemKey(k)}}); err != nil {
+			if err := c.SetDeleteElements(b.setOf(k, set, addrs), []nftables.SetElement{{Key: elemKey(k)}}); err != nil {
 				return fmt.Errorf("remove %s: %w", k, err)
 			}
 		}
@@ -435,7 +512,7 @@ func (b *nftBalancer) apply(st nftState, plan frontendPlan) error {
 		}
 		if !st.elems[d.Key] {
 			el := nftables.SetElement{Key: elemKey(d.Key), VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ch.Name}}
-			if err := c.SetAddElements(set, []nftables.SetElement{el}); err != nil {
+			if err := c.SetAddElements(b.setOf(d.Key, set, addrs), []nftables.SetElement{el}); err != nil {
 				return fmt.Errorf("add %s: %w", d.Key, err)
 			}
 		}
@@ -458,6 +535,8 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 	}
 	// The backend list lives in an anonymous map bound to the rule: it is
 	// replaced together with the rule, and the modulus always matches its size.
+	// A frontend of every port maps to addresses alone: the port stays.
+	every := d.Key.Port == 0
 	m := &nftables.Set{
 		Table:        b.table,
 		Anonymous:    true,
@@ -467,12 +546,18 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 		KeyByteOrder: binaryutil.BigEndian,
 		DataType:     nftBackendVal,
 	}
+	if every {
+		m.DataType = nftables.TypeIPAddr
+	}
 	elems := make([]nftables.SetElement, len(d.Backends))
 	for i, be := range d.Backends {
-		val := make([]byte, 8)
 		a := be.Addr().As4()
-		copy(val[0:4], a[:])
-		binary.BigEndian.PutUint16(val[4:6], be.Port())
+		val := a[:]
+		if !every {
+			val = make([]byte, 8)
+			copy(val[0:4], a[:])
+			binary.BigEndian.PutUint16(val[4:6], be.Port())
+		}
 		elems[i] = nftables.SetElement{Key: binaryutil.BigEndian.PutUint32(uint32(i)), Val: val}
 	}
 	if err := b.conn.AddSet(m, elems); err != nil {
@@ -495,6 +580,9 @@ func (b *nftBalancer) addFrontendRule(ch *nftables.Chain, d desiredFE) error {
 		// NFT_REG32_01 = 9 (port), as nft itself compiles it.
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 9, Specified: true},
 	}
+	if every {
+		exprs[len(exprs)-1] = &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1}
+	}
 	b.conn.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: exprs, UserData: ud})
 	return nil
 }
@@ -505,6 +593,15 @@ func dispatchExprs(set *nftables.Set) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
 		&expr.Payload{DestRegister: 10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 0, IsDestRegSet: true},
+	}
+}
+
+// dispatchAddrExprs is "ip daddr . meta l4proto vmap @addresses".
+func dispatchAddrExprs(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 9},
 		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 0, IsDestRegSet: true},
 	}
 }
@@ -521,6 +618,27 @@ func masqExprs(mark uint32) []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: lo},
 		&expr.Masq{},
+	}
+}
+
+// keepSourceExprs is `meta mark & MARK != 0 ip saddr FROM oifname VIA accept`:
+// accepted in a nat chain, the connection gets no source NAT from it.
+func keepSourceExprs(mark uint32, from netip.Prefix, via string) []expr.Any {
+	dev := make([]byte, unix.IFNAMSIZ)
+	copy(dev, via)
+	a := from.Masked().Addr().As4()
+	m := net.CIDRMask(from.Bits(), 32)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(mark), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: m, Xor: []byte{0, 0, 0, 0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: dev},
+		&expr.Verdict{Kind: expr.VerdictAccept},
 	}
 }
 

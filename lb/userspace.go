@@ -75,6 +75,7 @@ func usFingerprint(d desiredFE) string {
 
 func (u *userspace) Sync(ctx context.Context, t Table) error {
 	desired, verr := normalize(t, false)
+	verr = errors.Join(verr, onePortOnly(desired))
 	if err := ctx.Err(); err != nil {
 		return err
 	}

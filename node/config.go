@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/cnet"
 )
 
 // Default ports, offsets from --port-base so a whole cluster fits on one machine as
@@ -17,19 +19,39 @@ const (
 	offsetRaft      = 1
 	offsetGossip    = 2
 	DefaultDataDir  = "/var/lib/swarmlet"
-	DefaultVIPPool  = "127.128.0.0/16" // inside loopback: an unmatched VIP packet never leaves the host
+)
+
+// The cluster's default address plan (cnet's defaults, k3s's numbers).
+var (
+	DefaultPool         = cnet.DefaultPool.String()
+	DefaultSubnetBits   = cnet.DefaultNodeBits
+	DefaultServiceRange = cnet.DefaultServiceRange.String()
+)
+
+// Cluster network modes (--cluster-network).
+const (
+	NetworkAuto = "auto"
+	NetworkOn   = "on"
+	NetworkOff  = "off"
 )
 
 // Config is everything the daemon needs; cmd maps flags onto it.
 type Config struct {
-	DataDir         string
-	AdvertiseAddr   string
-	PortBase        int
-	DNSPort         int
-	Engine          string // auto|docker|process
-	Availability    api.Availability
-	LB              string // auto|ipvs|nftables|userspace
-	VIPPool         string
+	DataDir       string
+	AdvertiseAddr string
+	PortBase      int
+	DNSPort       int
+	Engine        string // auto|docker|process
+	Availability  api.Availability
+	LB            string // auto|ipvs|nftables|userspace
+	// The address plan, used by init only: the container pool, the length of
+	// each node's subnet of it, and the range service VIPs come from.
+	Pool         string
+	SubnetBits   int
+	ServiceRange string
+	// ClusterNetwork says whether this node programs its host's network for
+	// the cluster (see clusterNetworkOn): auto|on|off.
+	ClusterNetwork  string
 	DNSUpstreams    []string
 	Hostname        string
 	Init            bool
@@ -60,8 +82,17 @@ func (c *Config) setDefaults() {
 	if c.LB == "" {
 		c.LB = "auto"
 	}
-	if c.VIPPool == "" {
-		c.VIPPool = DefaultVIPPool
+	if c.Pool == "" {
+		c.Pool = DefaultPool
+	}
+	if c.SubnetBits == 0 {
+		c.SubnetBits = DefaultSubnetBits
+	}
+	if c.ServiceRange == "" {
+		c.ServiceRange = DefaultServiceRange
+	}
+	if c.ClusterNetwork == "" {
+		c.ClusterNetwork = NetworkAuto
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -99,8 +130,18 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("invalid --availability %q: use active, pause or drain", c.Availability)
 	}
+	switch c.ClusterNetwork {
+	case NetworkAuto, NetworkOn, NetworkOff:
+	default:
+		return fmt.Errorf("invalid --cluster-network %q: use auto, on or off", c.ClusterNetwork)
+	}
 	if !c.Init && c.JoinAddr == "" {
 		return fmt.Errorf("join needs a manager address")
+	}
+	if c.Init {
+		if _, err := c.plan(); err != nil {
+			return err
+		}
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -108,6 +149,27 @@ func (c *Config) Validate() error {
 	}
 	c.DataDir = abs
 	return nil
+}
+
+// plan checks the address plan given to init, against this node's own
+// address too, before anything is created.
+func (c *Config) plan() (api.ClusterNetwork, error) {
+	pool, err := netip.ParsePrefix(c.Pool)
+	if err != nil {
+		return api.ClusterNetwork{}, fmt.Errorf("invalid --pool %q: give a CIDR such as %s", c.Pool, DefaultPool)
+	}
+	services, err := netip.ParsePrefix(c.ServiceRange)
+	if err != nil {
+		return api.ClusterNetwork{}, fmt.Errorf("invalid --service-range %q: give a CIDR such as %s", c.ServiceRange, DefaultServiceRange)
+	}
+	var others []cnet.Range
+	if a, err := netip.ParseAddr(c.AdvertiseAddr); err == nil {
+		others = append(others, cnet.AddrRange("this node's --advertise-addr", a.Unmap()))
+	}
+	if err := cnet.ValidatePlan(pool, c.SubnetBits, services, others...); err != nil {
+		return api.ClusterNetwork{}, fmt.Errorf("invalid address plan: %w", err)
+	}
+	return api.ClusterNetwork{Pool: pool.String(), SubnetBits: c.SubnetBits, ServiceRange: services.String()}, nil
 }
 
 func (c *Config) apiAddr() string {

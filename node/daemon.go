@@ -122,7 +122,10 @@ func (d *Daemon) start(ctx context.Context) error {
 		if d.cfg.ForceNewCluster {
 			return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds none", d.cfg.DataDir)
 		}
-		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager}
+		// The cluster's ID is chosen now: the node's parts name it (they
+		// mark what they make on the host with it) before initCluster
+		// records it.
+		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager, ClusterID: token.RandomID(16)}
 	case fresh:
 		if id, err = d.joinCluster(ctx); err != nil {
 			return err
@@ -262,12 +265,16 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	clusterID := token.RandomID(16)
+	plan, err := d.cfg.plan()
+	if err != nil {
+		return err
+	}
+	clusterID := d.id.ClusterID
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
 		ClusterID: clusterID, WorkerSecret: token.RandomID(25), ManagerSecret: token.RandomID(25),
-		VIPPool: d.cfg.VIPPool, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
+		ClusterNetwork: plan, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
 	}); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}
@@ -279,7 +286,8 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	d.mu.Lock()
 	d.id.ClusterID = clusterID
 	d.id.Managers = []api.Node{self}
-	err := d.id.save(d.cfg.DataDir)
+	d.id.Network = plan
+	err = d.id.save(d.cfg.DataDir)
 	d.mu.Unlock()
 	if err != nil {
 		return err
@@ -319,7 +327,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 		}
 		return nil, fmt.Errorf("join %s: %w", addr, err)
 	}
-	id.ClusterID, id.Role, id.Managers = resp.ClusterID, resp.Role, resp.Managers
+	id.ClusterID, id.Role, id.Managers, id.Network = resp.ClusterID, resp.Role, resp.Managers, resp.Network
 	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr)
 	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
 	return id, nil

@@ -19,6 +19,9 @@ type identity struct {
 	Managers []api.Node `json:"managers"`
 	PortBase int        `json:"port_base"`
 	Addr     string     `json:"addr"`
+	// Network is the cluster's address plan, fixed at init (absent in the
+	// identity of a node that joined before the cluster network existed).
+	Network api.ClusterNetwork `json:"network"`
 }
 
 func identityPath(dataDir string) string { return filepath.Join(dataDir, "node.json") }

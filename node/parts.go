@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/dnsdisco"
 	"github.com/swarmlet/swarmlet/lb"
+	"github.com/swarmlet/swarmlet/node/clusternet"
 	"github.com/swarmlet/swarmlet/node/discovery"
 	"github.com/swarmlet/swarmlet/node/engine"
 	"github.com/swarmlet/swarmlet/node/engine/docker"
@@ -28,6 +30,7 @@ type nodeParts struct {
 	dns      *dnsdisco.Server
 	balancer lb.Balancer
 	images   *images.Manager // nil unless the engine runs images (images.go)
+	net      *clusternet.Net
 
 	feeder *discovery.Feeder
 }
@@ -49,16 +52,18 @@ func (d *Daemon) chooseEngine(ctx context.Context) (string, error) {
 
 func (d *Daemon) startParts(ctx context.Context) error {
 	kind := d.engineKind
+	advertise, err := netip.ParseAddr(d.cfg.AdvertiseAddr)
+	if err != nil {
+		return fmt.Errorf("advertise address %q: %w", d.cfg.AdvertiseAddr, err)
+	}
+	advertise = advertise.Unmap()
 	d.cfg.Out("engine: %s\n", kind)
 	dnsAddr := ""
 	if d.cfg.DNSPort > 0 {
 		dnsAddr = net.JoinHostPort(d.cfg.AdvertiseAddr, strconv.Itoa(d.cfg.DNSPort))
 	}
 	ecfg := engine.Config{NodeID: d.id.NodeID, NodeAddr: d.cfg.AdvertiseAddr, DNS: dnsAddr, DataDir: filepath.Join(d.cfg.DataDir, "engine")}
-	var (
-		eng engine.Engine
-		err error
-	)
+	var eng engine.Engine
 	switch kind {
 	case "docker":
 		eng, err = docker.New(ecfg, d.log.With("component", "engine"))
@@ -76,14 +81,19 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		if len(ups) == 0 {
 			ups, _ = dnsdisco.UpstreamsFromResolvConf("/etc/resolv.conf", dnsAddr)
 		}
-		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns"), Observe: d.metrics.DNS})
+		// Names outside the zone are resolved for this host only until the
+		// cluster network adds the node's containers (clusternet).
+		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns"), Observe: d.metrics.DNS,
+			RecursionFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.PrefixFrom(advertise, 32)}})
 		if err := p.dns.Start(); err != nil {
 			return fmt.Errorf("start DNS on %s: %w (use --dns-port to pick another port)", dnsAddr, err)
 		}
 	}
 	if d.cfg.LB != "none" {
 		// Several nodes may share one host (and so one netfilter): each owns a table.
-		bal, err := lb.New(d.cfg.LB, lb.Config{Logger: d.log.With("component", "lb"), TableName: "swarmlet_" + d.id.NodeID})
+		lcfg := lb.Config{Logger: d.log.With("component", "lb"), TableName: clusternet.TableName(d.id.NodeID), Owner: d.id.ClusterID}
+		lcfg.KeepSourceFrom, lcfg.KeepSourceVia = d.keepSource()
+		bal, err := lb.New(d.cfg.LB, lcfg)
 		if err != nil {
 			return fmt.Errorf("start load balancer: %w", err)
 		}
@@ -103,10 +113,17 @@ func (d *Daemon) startParts(ctx context.Context) error {
 			}
 		}
 	}
+	if p.net, err = d.newClusterNet(eng, p.dns); err != nil {
+		return err
+	}
+	d.goBG(func() { p.net.Run(ctx) })
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
 	p.feeder.Observe = lbObserved(d.metrics)
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
 		OnAssignments: func(as api.Assignments) {
+			// The container network first: the worker starts this answer's
+			// tasks right after, and they join it.
+			p.net.Apply(ctx, as)
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
 		}})
@@ -120,6 +137,15 @@ func (d *Daemon) stopParts() {
 	}
 	if p.dns != nil {
 		_ = p.dns.Close()
+	}
+	if p.net != nil {
+		// Left in place on a plain stop, like the balancer's rules; a leave
+		// (tasks already stopped) removes it.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := p.net.Close(ctx, d.left); err != nil {
+			d.log.Warn("cluster network", "err", err)
+		}
+		cancel()
 	}
 	if p.balancer != nil {
 		// Kernel rules stay on a plain stop, so traffic to running tasks keeps

@@ -38,7 +38,7 @@ func BenchmarkPlacementThroughRaft(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	must(leader.Apply(ctx, &raftstore.ClusterInit{ClusterID: "c", VIPPool: DefaultVIPPool, PortRange: [2]int{30000, 32767}}))
+	must(leader.Apply(ctx, &raftstore.ClusterInit{ClusterID: "c", ClusterNetwork: api.ClusterNetwork{Pool: "10.42.0.0/16", SubnetBits: 24, ServiceRange: "10.43.0.0/16"}, PortRange: [2]int{30000, 32767}}))
 	for i, s := range stores[1:] {
 		if err := leader.AddVoter(fmt.Sprintf("m%d", i+2), s.LocalAddr()); err != nil {
 			b.Fatal(err)

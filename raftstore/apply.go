@@ -80,8 +80,11 @@ func applyClusterInit(txn *memdb.Txn, index uint64, c *ClusterInit) (any, error)
 	if getCluster(txn) != nil {
 		return nil, fmt.Errorf("cluster already initialised: %w", ErrInvalid)
 	}
+	if err := checkPlan(c.ClusterNetwork); err != nil {
+		return nil, err
+	}
 	cl := &Cluster{ID: c.ClusterID, WorkerSecret: c.WorkerSecret, ManagerSecret: c.ManagerSecret,
-		VIPPool: c.VIPPool, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
+		ClusterNetwork: c.ClusterNetwork, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
 	putCluster(txn, cl)
 	return cl, nil
 }
@@ -131,6 +134,9 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 	old := getNode(txn, n.ID)
 	if old == nil && c.Refresh {
 		return nil, fmt.Errorf("node %s was removed from the cluster: %w", n.ID, ErrNotFound)
+	}
+	if err := assignSubnet(txn, getCluster(txn), &n, old); err != nil {
+		return nil, err
 	}
 	if old != nil {
 		// The operator owns availability and labels; a restarting node must not reset them.
@@ -294,7 +300,7 @@ func allocate(txn *memdb.Txn, cl *Cluster, old, svc *api.Service) error {
 		if old != nil && old.VIP != "" {
 			svc.VIP = old.VIP
 		} else {
-			vip, err := nextVIP(cl.VIPPool, usedIP)
+			vip, err := nextVIP(cl.ServiceRange, usedIP)
 			if err != nil {
 				return err
 			}
@@ -341,7 +347,7 @@ func allocate(txn *memdb.Txn, cl *Cluster, old, svc *api.Service) error {
 func nextVIP(pool string, used map[string]bool) (string, error) {
 	prefix, err := netip.ParsePrefix(pool)
 	if err != nil {
-		return "", fmt.Errorf("vip pool %q: %w", pool, ErrInvalid)
+		return "", fmt.Errorf("service range %q: %w", pool, ErrInvalid)
 	}
 	prefix = prefix.Masked()
 	// Skip the network address; stop before the broadcast address.
@@ -350,7 +356,7 @@ func nextVIP(pool string, used map[string]bool) (string, error) {
 			return a.String(), nil
 		}
 	}
-	return "", fmt.Errorf("vip pool %s exhausted: %w", pool, ErrInvalid)
+	return "", fmt.Errorf("every VIP of the service range %s is taken: remove a service, or use --endpoint-mode dnsrr: %w", pool, ErrInvalid)
 }
 
 func applyServiceUpdate(txn *memdb.Txn, index uint64, c *ServiceUpdate) (any, error) {

@@ -97,7 +97,7 @@ func TestSealedRaft(t *testing.T) {
 	n1 := openSealed(t, dir1, "n1", key1, t1, true)
 	waitFor(t, "n1 to lead", func() bool { return n1.raft.State() == raft.Leader })
 	apply(t, n1.raft, &ClusterInit{ClusterID: "c1", WorkerSecret: marker, ManagerSecret: "m-" + marker,
-		VIPPool: "127.128.0.0/16", PortRange: [2]int{30000, 30999}})
+		ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}})
 	// Enough state for a snapshot of several 64 KiB frames.
 	for i := range 200 {
 		apply(t, n1.raft, &NodeUpsert{Node: api.Node{ID: fmt.Sprintf("node%03d", i), Role: api.RoleWorker,

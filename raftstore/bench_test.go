@@ -30,7 +30,7 @@ func threeManagers(tb testing.TB) (*Store, []*Store) {
 	leader := stores[0]
 	waitUntil(tb, 10*time.Second, leader.IsLeader)
 	ctx := context.Background()
-	if _, err := leader.Apply(ctx, &ClusterInit{ClusterID: "c", VIPPool: "127.128.0.0/16", PortRange: [2]int{30000, 32767}}); err != nil {
+	if _, err := leader.Apply(ctx, &ClusterInit{ClusterID: "c", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 32767}}); err != nil {
 		tb.Fatal(err)
 	}
 	for _, s := range stores[1:] {

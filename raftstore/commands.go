@@ -48,14 +48,17 @@ func (t MsgType) String() string {
 // chosen by the proposer and carried in the command, so Apply is deterministic.
 type Command interface{ Type() MsgType }
 
-// ClusterInit creates the cluster: its ID, the join-token secrets and the VIP pool.
+// ClusterInit creates the cluster: its ID, the join-token secrets and the
+// address plan (container pool, per-node subnet length, service range).
 type ClusterInit struct {
-	ClusterID     string    `json:"cluster_id"`
-	WorkerSecret  string    `json:"worker_secret"`
-	ManagerSecret string    `json:"manager_secret"`
-	VIPPool       string    `json:"vip_pool"`   // CIDR the leader allocates service VIPs from
-	PortRange     [2]int    `json:"port_range"` // published ports picked when the user gives none
-	At            time.Time `json:"at"`
+	ClusterID     string `json:"cluster_id"`
+	WorkerSecret  string `json:"worker_secret"`
+	ManagerSecret string `json:"manager_secret"`
+	// An init written before the cluster network has only the service range
+	// (then called the VIP pool); the pool then takes its defaults.
+	api.ClusterNetwork
+	PortRange [2]int    `json:"port_range"` // published ports picked when the user gives none
+	At        time.Time `json:"at"`
 }
 
 // NodeUpsert registers a node (join) or refreshes its self-description (restart).

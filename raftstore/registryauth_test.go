@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/swarmlet/swarmlet/api"
 )
 
 // Registry credentials: stored with create, kept by an update that sends none,
@@ -13,7 +15,7 @@ import (
 func TestRegistryAuth(t *testing.T) {
 	s := NewState()
 	applyAll(t, s, []Command{
-		&ClusterInit{ClusterID: "c1", VIPPool: "127.128.0.0/16", PortRange: [2]int{30000, 30999}, At: t0},
+		&ClusterInit{ClusterID: "c1", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
 		&ServiceCreate{ID: "s1", Spec: spec("web", 1), At: t0, RegistryAuth: "cred-one"},
 		&ServiceCreate{ID: "s2", Spec: spec("api", 1), At: t0},
 	})

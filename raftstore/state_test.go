@@ -22,7 +22,7 @@ func history() []Command {
 	task := &api.Task{ID: "t1", ServiceID: "s1", ServiceName: "web", Slot: 1, DesiredState: api.TaskRunning,
 		Status: api.TaskStatus{State: api.TaskNew, Timestamp: t0}}
 	return []Command{
-		&ClusterInit{ClusterID: "c1", WorkerSecret: "w", ManagerSecret: "m", VIPPool: "127.128.0.0/16", PortRange: [2]int{30000, 30999}, At: t0},
+		&ClusterInit{ClusterID: "c1", WorkerSecret: "w", ManagerSecret: "m", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
 		&NodeUpsert{Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Role: api.RoleManager}},
 		&NodeUpsert{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Role: api.RoleWorker}},
 		&NodeUpdate{NodeID: "n2", Availability: api.AvailabilityDrain, LabelAdd: map[string]string{"zone": "a"}},

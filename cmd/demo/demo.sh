@@ -74,3 +74,40 @@ echo "dead node marked down after $(( (T2-T0)/1000000 )) ms"
 sw $OTHER node ls
 sw $OTHER service scale web=6
 sw $OTHER service ls
+
+# Containers: a 2-host bed (scenarios/bed: two network namespaces on a private
+# bridge, a dockerd each; the machine's own network is never touched), a
+# swarmlet node in each host, and a client container calling web by name.
+if [ "$(id -u)" != 0 ] || ! command -v dockerd >/dev/null || ! command -v containerd >/dev/null || ! command -v nsenter >/dev/null || ! docker info >/dev/null 2>&1; then
+	step "containers calling a service by name: skipped (needs root, docker, dockerd, containerd and nsenter)"
+	exit 0
+fi
+step "containers calling a service by name, on a 2-host bed (a dockerd per host)"
+bash cmd/whoami/build.sh >/dev/null
+go build -o "$BIN/swlbed" ./scenarios/bed/cmd/swlbed
+"$BIN/swlbed" up -n 2 -load swarmlet/whoami:test >"$DIR/bed.out" 2>&1 & BEDPID=$!
+for _ in $(seq 300); do grep -q "^Up until" "$DIR/bed.out" && break; kill -0 $BEDPID 2>/dev/null || { cat "$DIR/bed.out"; exit 1; }; sleep 0.1; done
+bedcleanup() { kill -TERM $BEDPID 2>/dev/null; wait $BEDPID 2>/dev/null || true; }
+trap 'bedcleanup; cleanup' EXIT
+NS=($(awk '/^h[0-9] /{print $4}' "$DIR/bed.out")); ADDR=($(awk '/^h[0-9] /{print $2}' "$DIR/bed.out"))
+DH=($(awk '/export DOCKER_HOST=/{sub("DOCKER_HOST=","",$2); print $2}' "$DIR/bed.out"))
+onhost() { local i=$1; shift; nsenter --net=/run/netns/${NS[$i]} env DOCKER_HOST=${DH[$i]} "$@"; }
+bsw() { "$BIN/swarmlet" --host "unix://$DIR/b$1/swarmlet.sock" "${@:2}"; }
+BFLAGS="--engine docker --lb nftables --dns-upstream 127.0.0.1:1"
+mkdir -p "$DIR/b1" "$DIR/b2"
+onhost 0 "$BIN/swarmlet" init --advertise-addr ${ADDR[0]} --hostname bed1 --data-dir "$DIR/b1" $BFLAGS >"$DIR/b1.log" 2>&1 &
+for _ in $(seq 100); do [ -S "$DIR/b1/swarmlet.sock" ] && break; sleep 0.1; done
+onhost 1 "$BIN/swarmlet" join --token "$(bsw 1 join-token -q worker)" --advertise-addr ${ADDR[1]} --hostname bed2 --data-dir "$DIR/b2" $BFLAGS ${ADDR[0]} >"$DIR/b2.log" 2>&1 &
+for _ in $(seq 100); do [ "$(bsw 1 node ls -q 2>/dev/null | wc -l)" = 2 ] && break; sleep 0.1; done
+bsw 1 node ls
+bsw 1 service create --name web --replicas 2 swarmlet/whoami:test
+bsw 1 service create --name client --constraint node.hostname==bed1 swarmlet/whoami:test >/dev/null
+bsw 1 service ls
+CTR=$(docker -H ${DH[0]} ps -q --filter label=swarmlet.service=client)
+echo "inside the client container on bed1 (its resolver is the node's DNS, through Docker's embedded one):"
+echo "  web       -> $(docker -H ${DH[0]} exec $CTR /whoami resolve web | tr '\n' ' ')(the VIP)"
+echo "  tasks.web -> $(docker -H ${DH[0]} exec $CTR /whoami resolve tasks.web | tr '\n' ' ')(container addresses on both hosts)"
+echo "  GET http://web/, 4 times:"
+# The tasks run once create returns; each node's balancer follows a moment later.
+for _ in $(seq 50); do docker -H ${DH[0]} exec $CTR /whoami get http://web/ >/dev/null 2>&1 && break; sleep 0.1; done
+docker -H ${DH[0]} exec $CTR /whoami get http://web/ 4 | sed 's/^/    /'

@@ -17,10 +17,10 @@ import (
 	"github.com/swarmlet/swarmlet/scenarios/bed"
 )
 
-// bedCluster runs one swarmlet daemon on each host of a bed (scenarios/bed):
+// imgBed runs one swarmlet daemon on each host of a bed (scenarios/bed):
 // every node has a dockerd of its own, as on real machines. The CLI talks to a
 // node through its unix socket, which is a file and so reachable from here.
-type bedCluster struct {
+type imgBed struct {
 	t     testing.TB
 	b     *bed.Bed
 	dir   string
@@ -45,7 +45,7 @@ func requireBedTB(t testing.TB) {
 	}
 }
 
-func newBedCluster(t testing.TB, hosts int) *bedCluster {
+func newImgBed(t testing.TB, hosts int) *imgBed {
 	t.Helper()
 	requireBedTB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -62,20 +62,20 @@ func newBedCluster(t testing.TB, hosts int) *bedCluster {
 			t.Errorf("bed %s left behind:\n%s", b.ID, strings.Join(left, "\n"))
 		}
 	})
-	bc := &bedCluster{t: t, b: b, dir: t.TempDir(), procs: map[int]*exec.Cmd{}, logs: map[int]*lockedWriter{}}
+	bc := &imgBed{t: t, b: b, dir: t.TempDir(), procs: map[int]*exec.Cmd{}, logs: map[int]*lockedWriter{}}
 	t.Cleanup(bc.stopAll) // before the bed goes (cleanups run last first)
 	return bc
 }
 
-func (bc *bedCluster) host(i int) *bed.Host { return bc.b.Host(i) }
-func (bc *bedCluster) dataDir(i int) string { return filepath.Join(bc.dir, fmt.Sprintf("n%d", i)) }
-func (bc *bedCluster) sock(i int) string {
+func (bc *imgBed) host(i int) *bed.Host { return bc.b.Host(i) }
+func (bc *imgBed) dataDir(i int) string { return filepath.Join(bc.dir, fmt.Sprintf("n%d", i)) }
+func (bc *imgBed) sock(i int) string {
 	return "unix://" + filepath.Join(bc.dataDir(i), "swarmlet.sock")
 }
 
 // start runs node i's daemon inside host i (init when token is "", else join
 // node 1), with extra environment, and waits until its API answers.
-func (bc *bedCluster) start(i int, token string, env ...string) {
+func (bc *imgBed) start(i int, token string, env ...string) {
 	bc.t.Helper()
 	h := bc.host(i)
 	args := []string{"init"}
@@ -116,7 +116,7 @@ func (bc *bedCluster) start(i int, token string, env ...string) {
 }
 
 // up starts a cluster of all the bed's hosts: node 1 a manager, the rest workers.
-func (bc *bedCluster) up(env1 ...string) {
+func (bc *imgBed) up(env1 ...string) {
 	bc.t.Helper()
 	bc.start(1, "", env1...)
 	tok := strings.TrimSpace(bc.mustCLI(1, "join-token", "-q", "worker"))
@@ -129,7 +129,7 @@ func (bc *bedCluster) up(env1 ...string) {
 	})
 }
 
-func (bc *bedCluster) log(i int) string {
+func (bc *imgBed) log(i int) string {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
 	if l := bc.logs[i]; l != nil {
@@ -140,7 +140,7 @@ func (bc *bedCluster) log(i int) string {
 	return ""
 }
 
-func (bc *bedCluster) cli(i int, args ...string) (string, string, error) {
+func (bc *imgBed) cli(i int, args ...string) (string, string, error) {
 	cmd := exec.Command(swarmletBin, append([]string{"--host", bc.sock(i)}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -148,7 +148,7 @@ func (bc *bedCluster) cli(i int, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
-func (bc *bedCluster) mustCLI(i int, args ...string) string {
+func (bc *imgBed) mustCLI(i int, args ...string) string {
 	bc.t.Helper()
 	out, errOut, err := bc.cli(i, args...)
 	if err != nil {
@@ -158,7 +158,7 @@ func (bc *bedCluster) mustCLI(i int, args ...string) string {
 }
 
 // stopAll stops the daemons (their containers go with the bed).
-func (bc *bedCluster) stopAll() {
+func (bc *imgBed) stopAll() {
 	bc.mu.Lock()
 	procs := bc.procs
 	bc.procs = map[int]*exec.Cmd{}

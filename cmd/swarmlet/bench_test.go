@@ -76,7 +76,7 @@ func BenchmarkCreate20(b *testing.B) {
 	}
 	for _, eng := range engines {
 		c := newBenchCluster(b, 70)
-		c.extra = []string{"--engine", eng, "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+		c.extra = []string{"--engine", eng, "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(c.net)}
 		c.start(1, "")
 		wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
 		c.start(2, wtok)
@@ -102,6 +102,13 @@ func BenchmarkCreate20(b *testing.B) {
 			})
 		}
 		report(b, "create20-"+eng, ds)
+		ns, _ := c.nodes(1)
 		c.stopAll()
+		if eng == "docker" {
+			// Each node made its container network on the shared engine.
+			for _, n := range ns {
+				_ = osexec.Command("docker", "network", "rm", "swarmlet-"+n.ID).Run()
+			}
+		}
 	}
 }

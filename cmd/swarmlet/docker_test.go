@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -33,16 +34,29 @@ func TestServicesDockerEngine(t *testing.T) {
 		t.Fatalf("build the whoami image: %v\n%s", err, out)
 	}
 	c := newCluster(t, 46)
-	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(46)}
 	c.start(1, "")
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
+	var nodeIDs []string
 	t.Cleanup(func() {
+		c.stopAll() // no daemon may start a container meanwhile
 		ids, _ := osexec.Command("docker", "ps", "-aq", "--filter", "label=swarmlet.service=dweb").Output()
 		if f := strings.Fields(string(ids)); len(f) > 0 {
 			_ = osexec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
 		}
+		// Each node made its container network on the shared engine; a
+		// killed daemon leaves it (as it leaves its tasks).
+		for _, id := range nodeIDs {
+			if out, err := osexec.Command("docker", "network", "rm", "swarmlet-"+id).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such network") {
+				t.Errorf("docker network rm swarmlet-%s: %v: %s", id, err, out)
+			}
+		}
 	})
 	waitFor(t, 10*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
+	ns, _ := c.nodes(1)
+	for _, n := range ns {
+		nodeIDs = append(nodeIDs, n.ID)
+	}
 
 	start := time.Now()
 	c.mustCLI(1, "service", "create", "--name", "dweb", "--replicas", "3", "-p", "80", "--restart-delay", "0s", "swarmlet/whoami:test")
@@ -58,6 +72,21 @@ func TestServicesDockerEngine(t *testing.T) {
 	}
 	if len(nodesUsed) != 2 {
 		t.Fatalf("3 replicas not spread over 2 nodes: %v", nodesUsed)
+	}
+	// Nodes sharing one engine each have a network of their own subnet.
+	subnetOf := map[string]string{}
+	for _, x := range r {
+		a, err := netip.ParseAddr(x.Addr)
+		if err != nil || !netip.MustParsePrefix(poolFor(46)).Contains(a) {
+			t.Fatalf("task %s has address %q, not of the pool %s", x.ID, x.Addr, poolFor(46))
+		}
+		sub := netip.PrefixFrom(a, 24).Masked().String()
+		for node, s := range subnetOf {
+			if (node == x.Node) != (s == sub) {
+				t.Fatalf("tasks on nodes %s and %s: subnets %s and %s", node, x.Node, s, sub)
+			}
+		}
+		subnetOf[x.Node] = sub
 	}
 	ids := dockerContainers(t, "swarmlet.service=dweb")
 	if len(ids) != 3 {

@@ -61,12 +61,18 @@ func newBenchCluster(b *testing.B, net int) *cluster { return newClusterTB(b, ne
 
 func newClusterTB(t testing.TB, net int) *cluster {
 	c := &cluster{t: t, net: net, dir: t.TempDir(), procs: map[int]*exec.Cmd{}, logs: map[int]*lockedWriter{},
-		extra: []string{"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}}
+		extra: []string{"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(net)}}
 	t.Cleanup(c.stopAll)
 	return c
 }
 
-func (c *cluster) ip(i int) string      { return fmt.Sprintf("127.%d.0.%d", c.net, i) }
+func (c *cluster) ip(i int) string { return fmt.Sprintf("127.%d.0.%d", c.net, i) }
+
+// poolFor is the container pool of the cluster on 127.<net>.0.x: clusters of
+// different tests sharing one Docker engine must not ask it for one subnet
+// (and none may overlap the default service range, 10.43.0.0/16).
+func poolFor(net int) string { return fmt.Sprintf("10.%d.0.0/16", 100+net) }
+
 func (c *cluster) dataDir(i int) string { return filepath.Join(c.dir, fmt.Sprintf("n%d", i)) }
 func (c *cluster) sock(i int) string    { return "unix://" + filepath.Join(c.dataDir(i), "swarmlet.sock") }
 

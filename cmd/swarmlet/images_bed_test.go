@@ -88,16 +88,16 @@ func copyImage(t testing.TB, from, to *bed.Host, ref string) {
 	}
 }
 
-type bedTask struct {
+type imgBedTask struct {
 	ID      string `json:"id"`
 	Node    string `json:"node"`
 	Current string `json:"current"`
 	Desired string `json:"desired"`
 }
 
-func (bc *bedCluster) tasks(svc string) []bedTask {
+func (bc *imgBed) tasks(svc string) []imgBedTask {
 	bc.t.Helper()
-	var ts []bedTask
+	var ts []imgBedTask
 	if err := json.Unmarshal([]byte(bc.mustCLI(1, "service", "ps", "--format", "json", svc)), &ts); err != nil {
 		bc.t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func (bc *bedCluster) tasks(svc string) []bedTask {
 
 // createTimed creates a service and waits for it to converge (the CLI's own
 // wait), returning how long that took and what the CLI said.
-func (bc *bedCluster) createTimed(name string, replicas int, image string, more ...string) (time.Duration, string) {
+func (bc *imgBed) createTimed(name string, replicas int, image string, more ...string) (time.Duration, string) {
 	bc.t.Helper()
 	args := append([]string{"service", "create", "--name", name, "--replicas", fmt.Sprint(replicas)}, more...)
 	start := time.Now()
@@ -119,7 +119,7 @@ func (bc *bedCluster) createTimed(name string, replicas int, image string, more 
 }
 
 // remove removes a service and waits until no host runs a container of it.
-func (bc *bedCluster) remove(name string) {
+func (bc *imgBed) remove(name string) {
 	bc.t.Helper()
 	bc.mustCLI(1, "service", "rm", name)
 	waitFor(bc.t, 60*time.Second, name+"'s containers gone", func() bool {
@@ -139,7 +139,7 @@ func (bc *bedCluster) remove(name string) {
 // archive it serves (the test hook): that transfer is refused and retried.
 func TestImagesBed(t *testing.T) {
 	ensureWhoami(t)
-	bc := newBedCluster(t, 3)
+	bc := newImgBed(t, 3)
 	bc.up("SWARMLET_TEST_CORRUPT_IMAGE_UPLOADS=1")
 	const tag = "swl-img-test/myapp:dev"
 	id := buildOn(t, bc.host(1), tag, bedFillerMB<<20)
@@ -213,7 +213,7 @@ func TestImagesBed(t *testing.T) {
 //	go test -run '^$' -bench ImagesBed -benchtime 3x ./cmd/swarmlet/
 func BenchmarkImagesBed(b *testing.B) {
 	ensureWhoami(b)
-	bc := newBedCluster(b, 3)
+	bc := newImgBed(b, 3)
 	bc.up()
 	reg := startRegistry(b, regAddr, "", "")
 	for _, h := range bc.b.Hosts {

@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -630,8 +631,8 @@ func TestNetnsDiscoveryAndLB(t *testing.T) {
 		t.Fatalf("service ls: %v %s", err, out)
 	}
 	vip := svcs[0].VIP
-	if ip := net.ParseIP(vip); ip == nil || !ip.IsLoopback() {
-		t.Fatalf("VIP %q is not a loopback address", vip)
+	if ip, err := netip.ParseAddr(vip); err != nil || !netip.MustParsePrefix("10.43.0.0/16").Contains(ip) {
+		t.Fatalf("VIP %q is not of the default service range 10.43.0.0/16", vip)
 	}
 	e := n.expect("web", vip)
 	if len(e.tasks) != 2 || len(e.addrs) != 2 {

@@ -29,6 +29,7 @@ type taskRow struct {
 	Slot     uint64 `json:"slot"`
 	Since    string `json:"since,omitempty"`
 	Ports    string `json:"ports,omitempty"`
+	Addr     string `json:"addr,omitempty"` // where the task answers: its container's address, or its node's
 	// History: an earlier task of a slot that has a newer one (shown as " \_ NAME").
 	History bool `json:"history,omitempty"`
 	// Health is the task's health check verdict (starting, healthy, unhealthy).
@@ -169,7 +170,7 @@ func taskRows(tasks []api.Task, nodes []api.NodeInfo, all bool, f filters) []tas
 		row := taskRow{ID: t.ID, Name: name, Image: t.Spec.Image, Node: t.NodeID, NodeName: hostname[t.NodeID],
 			Desired: t.DesiredState.String(), Current: t.Status.State.String(), Error: errText, Service: t.ServiceName,
 			Slot: t.Slot, Ports: strings.Join(ports, ","), History: g == prev, at: t.Status.Timestamp,
-			Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Progress: preparingProgress(t)}
+			Health: string(t.Status.Health), SpecVersion: t.SpecVersion, Progress: preparingProgress(t), Addr: t.Status.Addr}
 		if !t.Status.Timestamp.IsZero() {
 			row.Since = t.Status.Timestamp.Format(time.RFC3339)
 		}

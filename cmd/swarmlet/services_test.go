@@ -23,6 +23,7 @@ type taskJSON struct {
 	Error   string `json:"error"`
 	Slot    uint64 `json:"slot"`
 	Ports   string `json:"ports"`
+	Addr    string `json:"addr"`
 }
 
 func (c *cluster) tasks(i int, svc string) ([]taskJSON, error) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,7 @@ func (f *Feeder) Apply(ctx context.Context, as api.Assignments) {
 	if f.balancer == nil {
 		return
 	}
-	t := LBTable(as, f.nodeAddr)
+	t := LBTable(as, f.nodeAddr, f.balancer.Name() == lb.KindNftables)
 	key := fmt.Sprint(t)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -96,13 +97,41 @@ func DNSTable(as api.Assignments) dnsdisco.Table {
 }
 
 // LBTable maps VIP:target and every ingress-published port on this node's address
-// to the tasks' reachable host ports.
-func LBTable(as api.Assignments, nodeAddr string) lb.Table {
+// to the tasks: a container on the cluster network directly (its address and the
+// target port, routable from every node), anything else (process tasks, a
+// container on Docker's default bridge) through its host port on its node. With
+// everyPort (the nftables balancer), a VIP also balances every other port over
+// its tasks that are containers on the cluster network, as Docker Swarm's VIPs
+// do: a service needs no published port to be called by name.
+func LBTable(as api.Assignments, nodeAddr string, everyPort bool) lb.Table {
 	var t lb.Table
+	subnets := map[string]netip.Prefix{}
+	for _, n := range as.Nodes {
+		if p, err := netip.ParsePrefix(n.Subnet); err == nil {
+			subnets[n.ID] = p
+		}
+	}
 	for _, se := range as.Endpoints {
+		if everyPort && se.EndpointMode == api.EndpointVIP && se.VIP != "" {
+			var ctrs []lb.Backend
+			for _, e := range se.Tasks {
+				if a, err := netip.ParseAddr(e.Addr); err == nil && subnets[e.NodeID].Contains(a) {
+					ctrs = append(ctrs, lb.Backend{IP: net.ParseIP(e.Addr)})
+				}
+			}
+			if len(ctrs) > 0 {
+				for _, proto := range []string{"tcp", "udp"} {
+					t.Frontends = append(t.Frontends, lb.Frontend{Service: se.Service, IP: net.ParseIP(se.VIP), Proto: proto, Backends: ctrs})
+				}
+			}
+		}
 		for _, pc := range se.Ports {
 			var backends []lb.Backend
 			for _, e := range se.Tasks {
+				if a, err := netip.ParseAddr(e.Addr); err == nil && subnets[e.NodeID].Contains(a) {
+					backends = append(backends, lb.Backend{IP: net.ParseIP(e.Addr), Port: pc.TargetPort})
+					continue
+				}
 				for _, pb := range e.Ports {
 					if pb.TargetPort == pc.TargetPort && pb.Protocol == pc.Protocol && pb.HostPort > 0 {
 						backends = append(backends, lb.Backend{IP: net.ParseIP(e.NodeIP), Port: pb.HostPort})

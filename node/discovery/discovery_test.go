@@ -16,6 +16,8 @@ func sampleAssignments() api.Assignments {
 		Tasks: []api.Endpoint{
 			{TaskID: "a", NodeID: "n1", NodeIP: "192.0.2.1", Addr: "10.42.1.2", Ports: []api.PortBinding{{Protocol: "tcp", TargetPort: 80, HostPort: 30001}}},
 			{TaskID: "b", NodeID: "n2", NodeIP: "192.0.2.2", Ports: []api.PortBinding{{Protocol: "tcp", TargetPort: 80, HostPort: 30002}}},
+			// A container on Docker's default bridge (not n1's subnet) is reached by its host port.
+			{TaskID: "d", NodeID: "n1", NodeIP: "192.0.2.1", Addr: "172.17.0.5", Ports: []api.PortBinding{{Protocol: "tcp", TargetPort: 80, HostPort: 30003}}},
 		}}
 	db := api.ServiceEndpoints{Service: "db", VIP: "10.43.0.3", EndpointMode: api.EndpointDNSRR,
 		Ports: []api.PortConfig{{Protocol: "tcp", TargetPort: 5432, PublishedPort: 5432, PublishMode: api.PublishHost}},
@@ -23,7 +25,7 @@ func sampleAssignments() api.Assignments {
 	idle := api.ServiceEndpoints{Service: "idle", VIP: "10.43.0.4", EndpointMode: api.EndpointVIP,
 		Ports: []api.PortConfig{{Protocol: "udp", TargetPort: 53, PublishMode: api.PublishIngress}}, Tasks: []api.Endpoint{}}
 	return api.Assignments{
-		Nodes:     []api.Node{{ID: "n1", Addr: "192.0.2.1"}, {ID: "n2", Addr: "192.0.2.2"}},
+		Nodes:     []api.Node{{ID: "n1", Addr: "192.0.2.1", Subnet: "10.42.1.0/24"}, {ID: "n2", Addr: "192.0.2.2"}},
 		Endpoints: []api.ServiceEndpoints{web, db, idle},
 	}
 }
@@ -38,6 +40,7 @@ func TestDNSTable(t *testing.T) {
 			"web": {VIP: net.ParseIP("10.43.0.2"), Tasks: []dnsdisco.Task{
 				{Addr: net.ParseIP("10.42.1.2"), Node: "n1", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 80, HostPort: 30001}}},
 				{Addr: net.ParseIP("192.0.2.2"), Node: "n2", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 80, HostPort: 30002}}},
+				{Addr: net.ParseIP("172.17.0.5"), Node: "n1", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 80, HostPort: 30003}}},
 			}},
 			// dnsrr: no VIP in DNS.
 			"db":   {Tasks: []dnsdisco.Task{{Addr: net.ParseIP("10.42.2.2"), Node: "n2", Ports: []dnsdisco.Port{{Proto: "tcp", Target: 5432, HostPort: 5432}}}}},
@@ -50,8 +53,10 @@ func TestDNSTable(t *testing.T) {
 }
 
 func TestLBTable(t *testing.T) {
-	got := LBTable(sampleAssignments(), "192.0.2.1")
-	backends := []lb.Backend{{IP: net.ParseIP("192.0.2.1"), Port: 30001}, {IP: net.ParseIP("192.0.2.2"), Port: 30002}}
+	got := LBTable(sampleAssignments(), "192.0.2.1", false)
+	// A container on its node's subnet is reached directly on the target port;
+	// the rest through their host ports.
+	backends := []lb.Backend{{IP: net.ParseIP("10.42.1.2"), Port: 80}, {IP: net.ParseIP("192.0.2.2"), Port: 30002}, {IP: net.ParseIP("192.0.2.1"), Port: 30003}}
 	want := lb.Table{Frontends: []lb.Frontend{
 		{Service: "Web", IP: net.ParseIP("10.43.0.2"), Port: 80, Proto: "tcp", Backends: backends},
 		{Service: "Web", IP: net.ParseIP("192.0.2.1"), Port: 8080, Proto: "tcp", Backends: backends},
@@ -61,5 +66,22 @@ func TestLBTable(t *testing.T) {
 	}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("LB table\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// With a balancer that can, a VIP balances every port over its containers on
+// the cluster network (a service needs no published port to be called).
+func TestLBTableEveryPort(t *testing.T) {
+	got := LBTable(sampleAssignments(), "192.0.2.1", true)
+	ctrs := []lb.Backend{{IP: net.ParseIP("10.42.1.2")}}
+	want := []lb.Frontend{
+		{Service: "Web", IP: net.ParseIP("10.43.0.2"), Proto: "tcp", Backends: ctrs},
+		{Service: "Web", IP: net.ParseIP("10.43.0.2"), Proto: "udp", Backends: ctrs},
+	}
+	if !reflect.DeepEqual(got.Frontends[:2], want) {
+		t.Fatalf("every-port frontends\n got %+v\nwant %+v", got.Frontends[:2], want)
+	}
+	if rest := LBTable(sampleAssignments(), "192.0.2.1", false); !reflect.DeepEqual(got.Frontends[2:], rest.Frontends) {
+		t.Fatalf("the one-port frontends differ: %+v", got.Frontends[2:])
 	}
 }

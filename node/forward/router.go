@@ -122,6 +122,13 @@ func (rt *Router) Route(kind Kind, h Handler) http.HandlerFunc {
 				return
 			}
 		}
+		if kind == Write && !rt.cfg.Leadership.WaitReady(r.Context(), st) {
+			// Write handlers check the state before they propose (is the node
+			// a member, is the name free): a leader still replaying its log
+			// after a restart would refuse a registration as "removed".
+			WriteError(w, fmt.Errorf("new leader still catching up: %w", api.ErrNotLeader))
+			return
+		}
 		if kind == Read && r.URL.Query().Get("index") == "" {
 			// A new leader's state may lag what earlier leaders committed until its
 			// barrier is applied; a deposed leader that has not noticed yet would

@@ -87,7 +87,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, st *raftstor
 		return
 	}
 	snap := st.Snapshot()
-	resp := api.JoinResponse{ClusterID: cl.ID, Role: role}
+	resp := api.JoinResponse{ClusterID: cl.ID, Role: role, Network: cl.Network()}
 	for _, m := range snap.Nodes() {
 		if m.Role == api.RoleManager {
 			resp.Managers = append(resp.Managers, *m)

@@ -43,7 +43,16 @@ type Engine struct {
 	log *slog.Logger
 	cli *client.Client
 	dns string // IP given to containers as their DNS server, "" for Docker's default
+	net netState
+	// NetworkWait bounds how long Start waits for the first SetNetwork
+	// (DefaultNetworkWait if zero); set it before the first Start.
+	NetworkWait time.Duration
 }
+
+// DefaultNetworkWait is how long a Start waits for the node's container
+// network: the node sets it up from its first session answer, right before
+// its first tasks start.
+const DefaultNetworkWait = 20 * time.Second
 
 var _ engine.Engine = (*Engine)(nil)
 
@@ -189,12 +198,29 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			Memory:   t.Spec.Limits.MemoryBytes,
 		},
 	}
-	if e.dns != "" {
+	wait := e.NetworkWait
+	if wait <= 0 {
+		wait = DefaultNetworkWait
+	}
+	cn, err := e.net.current(ctx, wait)
+	if err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
+	mode, endpoints, dns, search := e.attach(cn)
+	var netConfig *network.NetworkingConfig
+	if mode != "" {
+		hostConfig.NetworkMode = container.NetworkMode(mode)
+		netConfig = &network.NetworkingConfig{EndpointsConfig: endpoints}
+	}
+	switch {
+	case len(dns) > 0:
+		hostConfig.DNS, hostConfig.DNSSearch = dns, search
+	case e.dns != "":
 		hostConfig.DNS = []string{e.dns}
 	}
 	name := ContainerName(t)
 
-	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
 	if cerrdefs.IsConflict(err) {
 		// The name is taken: Start was called before for this task (a worker restart).
 		if inst, ok, ierr := e.existing(ctx, name, t.ID); ierr != nil {
@@ -202,7 +228,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		} else if ok {
 			return inst, nil
 		}
-		resp, err = e.cli.ContainerCreate(ctx, config, hostConfig, nil, nil, name)
+		resp, err = e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
 	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -401,7 +427,7 @@ func (e *Engine) instanceFromSummary(c container.Summary) engine.Instance {
 	inst.Health = healthOf(c.Status)
 	inst.ImageID = c.ImageID
 	if c.NetworkSettings != nil {
-		inst.Addr = networkIP(c.NetworkSettings.Networks)
+		inst.Addr = networkIP(c.NetworkSettings.Networks, e.networkName())
 	}
 	seen := map[api.PortBinding]bool{}
 	for _, p := range c.Ports {
@@ -429,7 +455,7 @@ func (e *Engine) instanceFromInspect(info container.InspectResponse) engine.Inst
 		inst.ImageID = info.Image
 	}
 	if info.NetworkSettings != nil {
-		inst.Addr = networkIP(info.NetworkSettings.Networks)
+		inst.Addr = networkIP(info.NetworkSettings.Networks, e.networkName())
 		seen := map[api.PortBinding]bool{}
 		for port, bs := range info.NetworkSettings.Ports {
 			for _, pb := range bs {
@@ -480,8 +506,6 @@ func (e *Engine) instanceFromInspect(info container.InspectResponse) engine.Inst
 	return inst
 }
 
-// networkIP is the container's address: on the default bridge if it is there, else
-// on the first network by name (a stable choice).
 func dockerHealth(s string) api.Health {
 	switch s {
 	case container.Starting:
@@ -494,9 +518,14 @@ func dockerHealth(s string) api.Health {
 	return ""
 }
 
-func networkIP(nets map[string]*network.EndpointSettings) string {
-	if n := nets["bridge"]; n != nil && n.IPAddress != "" {
-		return n.IPAddress
+// networkIP is the container's address: on the node's network (ours) if it
+// is there, then on the default bridge, else on the first network by name (a
+// stable choice).
+func networkIP(nets map[string]*network.EndpointSettings, ours string) string {
+	for _, name := range []string{ours, "bridge"} {
+		if n := nets[name]; name != "" && n != nil && n.IPAddress != "" {
+			return n.IPAddress
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(nets)) {
 		if n := nets[name]; n != nil && n.IPAddress != "" {

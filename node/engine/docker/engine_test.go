@@ -179,6 +179,10 @@ func newEngine(t *testing.T, node string) *Engine {
 		sweep(testCLI, nodeID)
 		e.Close()
 	})
+	// Docker's default network unless a test gives the node its own.
+	if err := e.SetNetwork(context.Background(), engine.Network{}); err != nil {
+		t.Fatal(err)
+	}
 	return e
 }
 
