@@ -24,13 +24,18 @@ const (
 	MsgServiceRemove
 	MsgTaskOps
 	MsgTokenRotate
+	MsgCAUpdate
+	MsgGossipKeys
+	MsgUnlockKey
+	MsgNodeCert
 )
 
 var msgNames = map[MsgType]string{
 	MsgClusterInit: "cluster-init", MsgNodeUpsert: "node-upsert", MsgNodeStatus: "node-status",
 	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
-	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate",
+	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgCAUpdate: "ca-update",
+	MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert",
 }
 
 func (t MsgType) String() string {
@@ -44,14 +49,14 @@ func (t MsgType) String() string {
 // chosen by the proposer and carried in the command, so Apply is deterministic.
 type Command interface{ Type() MsgType }
 
-// ClusterInit creates the cluster: its ID, the join-token secrets and the VIP pool.
+// ClusterInit creates the cluster: its ID, its trust material (CA, hashed join
+// secrets, gossip keys, unlock key) and the VIP pool.
 type ClusterInit struct {
-	ClusterID     string    `json:"cluster_id"`
-	WorkerSecret  string    `json:"worker_secret"`
-	ManagerSecret string    `json:"manager_secret"`
-	VIPPool       string    `json:"vip_pool"`   // CIDR the leader allocates service VIPs from
-	PortRange     [2]int    `json:"port_range"` // published ports picked when the user gives none
-	At            time.Time `json:"at"`
+	ClusterID string       `json:"cluster_id"`
+	Trust     ClusterTrust `json:"trust"`
+	VIPPool   string       `json:"vip_pool"`   // CIDR the leader allocates service VIPs from
+	PortRange [2]int       `json:"port_range"` // published ports picked when the user gives none
+	At        time.Time    `json:"at"`
 }
 
 // NodeUpsert registers a node (join) or refreshes its self-description (restart).
@@ -118,10 +123,13 @@ type TaskOps struct {
 	Ops []api.TaskOp `json:"ops"`
 }
 
-// TokenRotate replaces one role's join secret; the old token stops working.
+// TokenRotate moves one role's join token to the next generation: the proposer
+// derives the new secret from the CA key and sends only its hash, so the old token
+// stops working at once and no secret is written.
 type TokenRotate struct {
-	Role   api.NodeRole `json:"role"`
-	Secret string       `json:"secret"`
+	Role       api.NodeRole `json:"role"`
+	Generation uint64       `json:"generation"` // the current generation + 1
+	Hash       string       `json:"hash"`
 }
 
 func (ClusterInit) Type() MsgType   { return MsgClusterInit }
@@ -135,6 +143,10 @@ func (ServiceScale) Type() MsgType  { return MsgServiceScale }
 func (ServiceRemove) Type() MsgType { return MsgServiceRemove }
 func (TaskOps) Type() MsgType       { return MsgTaskOps }
 func (TokenRotate) Type() MsgType   { return MsgTokenRotate }
+func (CAUpdate) Type() MsgType      { return MsgCAUpdate }
+func (GossipKeysSet) Type() MsgType { return MsgGossipKeys }
+func (UnlockKeySet) Type() MsgType  { return MsgUnlockKey }
+func (NodeCert) Type() MsgType      { return MsgNodeCert }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -174,6 +186,14 @@ func Decode(b []byte) (Command, error) {
 		c = &TaskOps{}
 	case MsgTokenRotate:
 		c = &TokenRotate{}
+	case MsgCAUpdate:
+		c = &CAUpdate{}
+	case MsgGossipKeys:
+		c = &GossipKeysSet{}
+	case MsgUnlockKey:
+		c = &UnlockKeySet{}
+	case MsgNodeCert:
+		c = &NodeCert{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

@@ -25,15 +25,14 @@ var (
 	ErrInvalid         = api.ErrInvalid
 )
 
-// Cluster is the cluster-wide record: identity and join secrets.
+// Cluster is the cluster-wide record: identity and trust material.
 type Cluster struct {
-	ID            string `json:"id"`
-	WorkerSecret  string `json:"worker_secret"`
-	ManagerSecret string `json:"manager_secret"`
-	VIPPool       string `json:"vip_pool"`
-	PortRange     [2]int `json:"port_range"`
-	CreateIndex   uint64 `json:"create_index"`
-	ModifyIndex   uint64 `json:"modify_index"`
+	ID          string       `json:"id"`
+	Trust       ClusterTrust `json:"trust"`
+	VIPPool     string       `json:"vip_pool"`
+	PortRange   [2]int       `json:"port_range"`
+	CreateIndex uint64       `json:"create_index"`
+	ModifyIndex uint64       `json:"modify_index"`
 }
 
 const (
