@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/node/pki"
@@ -103,9 +106,9 @@ func TestThreeManagersReplicate(t *testing.T) {
 	}
 }
 
-// managerStream is a TLS stream layer with a manager certificate of ca, admitting
-// managers only, as the daemon's.
-func managerStream(tb testing.TB, ca *pki.CA, id, addr string) *TLSStream {
+// managerStream is a raft stream layer like the daemon's: mutual TLS with a
+// manager certificate of ca, managers only both ways.
+func managerStream(tb testing.TB, ca *pki.CA, id, addr string) raft.StreamLayer {
 	tb.Helper()
 	key, csr, err := pki.NewCSR()
 	if err != nil {
@@ -118,13 +121,30 @@ func managerStream(tb testing.TB, ca *pki.CA, id, addr string) *TLSStream {
 	h := pki.NewCertHolder(chain.TLS(key))
 	v := pki.NewVerifier(ca.ClusterID(), ca.Bundle(), nil)
 	managers := []api.NodeRole{api.RoleManager}
-	st, err := NewTLSStream(TLSStreamConfig{Addr: addr,
-		Server: pki.ServerConfig(h, v, pki.ServerOptions{Roles: managers}),
-		Client: func() *tls.Config { return pki.ClientConfig(h, v, pki.ClientOptions{Roles: managers}) }})
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return st
+	return &benchStream{Listener: pki.NewListener(ln, pki.ServerConfig(h, v, pki.ServerOptions{Roles: managers}), pki.ListenerOptions{}),
+		client: pki.ClientConfig(h, v, pki.ClientOptions{Roles: managers})}
+}
+
+type benchStream struct {
+	*pki.Listener
+	client *tls.Config
+}
+
+func (s *benchStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, s.client)
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 func statusOps(n, round int) []api.TaskOp {
