@@ -16,6 +16,7 @@ var (
 	ErrNotLeader      = errors.New("not the leader")  // refused without writing; safe to retry
 	ErrNoQuorum       = errors.New("quorum lost")     // managers cannot agree; nothing changed
 	ErrForbidden      = errors.New("forbidden")       // the caller may not do this; nothing changed
+	ErrBusy           = errors.New("busy")            // a limit of concurrent requests is reached; nothing changed, retry later
 	ErrOutcomeUnknown = errors.New("outcome unknown: the change may or may not have been applied")
 )
 
@@ -27,6 +28,7 @@ const (
 	ErrKindRefused   = "refused"
 	ErrKindNoQuorum  = "no_quorum"
 	ErrKindForbidden = "forbidden"
+	ErrKindBusy      = "busy"
 	ErrKindUnknown   = "unknown"
 	ErrKindInternal  = "internal"
 )
@@ -38,6 +40,7 @@ var kindSentinels = map[string]error{
 	ErrKindRefused:   ErrNotLeader,
 	ErrKindNoQuorum:  ErrNoQuorum,
 	ErrKindForbidden: ErrForbidden,
+	ErrKindBusy:      ErrBusy,
 	ErrKindUnknown:   ErrOutcomeUnknown,
 }
 
@@ -47,7 +50,7 @@ func SentinelOf(kind string) error { return kindSentinels[kind] }
 // KindOf is the wire kind of err: the first sentinel it wraps, else internal. The
 // outcome-unknown check comes first: such an error may also wrap a refusal it met.
 func KindOf(err error) string {
-	for _, k := range []string{ErrKindUnknown, ErrKindNoQuorum, ErrKindRefused, ErrKindNotFound, ErrKindConflict, ErrKindForbidden, ErrKindInvalid} {
+	for _, k := range []string{ErrKindUnknown, ErrKindNoQuorum, ErrKindRefused, ErrKindNotFound, ErrKindConflict, ErrKindForbidden, ErrKindInvalid, ErrKindBusy} {
 		if errors.Is(err, kindSentinels[k]) {
 			return k
 		}
@@ -66,7 +69,7 @@ func HTTPStatus(kind string) int {
 		return 404
 	case ErrKindConflict:
 		return 409
-	case ErrKindRefused, ErrKindNoQuorum:
+	case ErrKindRefused, ErrKindNoQuorum, ErrKindBusy:
 		return 503
 	case ErrKindUnknown:
 		return 504

@@ -8,17 +8,62 @@ type ErrorBody struct {
 	Kind  string `json:"kind"`
 }
 
-// JoinRequest asks the cluster to admit a node.
+// JoinRequest asks the cluster to admit a node. It is sent only over a connection
+// whose manager proved, in the handshake, the CA the token pins. The node's ID is
+// the manager's choice; the node sends a certificate request for a key it keeps.
 type JoinRequest struct {
 	Token string `json:"token"`
 	Node  Node   `json:"node"`
+	CSR   []byte `json:"csr"` // DER
 }
 
-// JoinResponse tells a joining node what it joined.
+// JoinResponse tells a joining node what it joined and who it now is.
 type JoinResponse struct {
+	NodeID    string   `json:"node_id"`
 	ClusterID string   `json:"cluster_id"`
 	Role      NodeRole `json:"role"`
 	Managers  []Node   `json:"managers"`
+	// Certificate is the node's chain (PEM, leaf first); CA the roots to trust.
+	Certificate string   `json:"certificate"`
+	CA          string   `json:"ca"`
+	GossipKeys  [][]byte `json:"gossip_keys"`
+}
+
+// CertificateRequest asks for a certificate for a key the caller keeps: a node's
+// renewal (the role and ID are the node table's) or an operator's client
+// certificate (Name is then the operator's name).
+type CertificateRequest struct {
+	CSR  []byte `json:"csr"` // DER
+	Name string `json:"name,omitempty"`
+}
+
+// CertificateResponse is an issued chain and the roots to trust.
+type CertificateResponse struct {
+	Certificate string `json:"certificate"`
+	CA          string `json:"ca"`
+}
+
+// CAInfo describes the cluster's CA.
+type CAInfo struct {
+	// CA is the trust bundle (PEM): one root, or two during a rotation.
+	CA string `json:"ca"`
+	// Digest is the CA digest join tokens carry.
+	Digest     string `json:"digest"`
+	Rotating   bool   `json:"rotating"`
+	CertExpiry string `json:"cert_expiry"`
+	// Pending lists the nodes whose certificate the current root has not signed
+	// yet: a rotation finishes when it is empty.
+	Pending []string `json:"pending,omitempty"`
+}
+
+// UnlockKey is the cluster's unlock key ("" when autolock is off).
+type UnlockKey struct {
+	Key string `json:"key"`
+}
+
+// UnlockRequest gives a locked manager its unlock key.
+type UnlockRequest struct {
+	Key string `json:"key"`
 }
 
 // Info describes the node answering and the cluster as it sees it.
@@ -91,6 +136,10 @@ type Assignments struct {
 	// from this that it was removed (the leader stops talking to it, so its own
 	// Raft never hears of the change).
 	Voters []string `json:"voters,omitempty"`
+	// CA is the trust bundle (PEM) and GossipKeys the gossip keyring: a worker
+	// follows CA rotations and gossip key changes through its session.
+	CA         string   `json:"ca,omitempty"`
+	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
 }
 
 // StatusReport carries a worker's task status changes. Whose tasks they are is
