@@ -88,6 +88,8 @@ type Info struct {
 	Version     string   `json:"version"`
 	DNSAddr     string   `json:"dns_addr"`
 	GossipAlive int      `json:"gossip_alive"`
+	// Locked: an autolocked manager waiting for 'swarmlet unlock'.
+	Locked bool `json:"locked,omitempty"`
 }
 
 // DebugState lets scenario checkers compare managers.

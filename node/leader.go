@@ -93,6 +93,7 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 	defer tick.Stop()
 	for {
 		d.reconcileMembers(ctx, st)
+		d.finishRotation(ctx, st)
 		select {
 		case <-ctx.Done():
 			log.Info("leadership lost")

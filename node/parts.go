@@ -103,6 +103,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"),
 		OnAssignments: func(as api.Assignments) {
+			d.followSession(as)
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
 		}})

@@ -39,6 +39,7 @@ func (d *Daemon) followRole(ctx context.Context, as api.Assignments) {
 		d.log.Info("demoted: stopping raft")
 		d.mu.Lock()
 		d.store = nil
+		d.keyFile, d.dek, d.wrappedWith = nil, nil, ""
 		d.mu.Unlock()
 		d.setRole(api.RoleWorker)
 		go func() {

@@ -97,7 +97,9 @@ type socketKey struct{}
 
 // MarkSocket is an http.Server ConnContext for the unix socket's server: requests
 // on it come from the operator.
-func MarkSocket(ctx context.Context) context.Context { return context.WithValue(ctx, socketKey{}, true) }
+func MarkSocket(ctx context.Context) context.Context {
+	return context.WithValue(ctx, socketKey{}, true)
+}
 
 // OnSocket reports whether r arrived on the unix socket.
 func OnSocket(r *http.Request) bool { v, _ := r.Context().Value(socketKey{}).(bool); return v }

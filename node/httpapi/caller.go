@@ -49,7 +49,7 @@ func (s *Server) identify(r *http.Request) (authn.Caller, error) {
 		return peer, err
 	}
 	if peer.Node() {
-		role := s.cfg.Node.RoleOf(peer.Name)
+		role := s.cfg.Node.RoleOf(peer.Name, peer.Role)
 		switch {
 		case role == "":
 			return authn.Caller{}, fmt.Errorf("node %s is not a member of the cluster: %w", peer.Name, api.ErrForbidden)

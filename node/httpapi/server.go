@@ -34,9 +34,10 @@ type Node interface {
 	Dispatcher() *dispatcher.Dispatcher
 	// MembersChanged nudges the leader's member reconciliation (a role change).
 	MembersChanged()
-	// RoleOf is a node's role in the node table as this node knows it ("" when it
-	// is not a member): callers are authorized by it, not by their certificate alone.
-	RoleOf(nodeID string) api.NodeRole
+	// RoleOf is the role a caller with a verified certificate for certRole is
+	// authorized as: its role in the node table as this node knows it ("" when it
+	// is not a member), not its certificate's alone.
+	RoleOf(nodeID string, certRole api.NodeRole) api.NodeRole
 }
 
 // Config wires the API.
