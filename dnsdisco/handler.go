@@ -3,6 +3,7 @@ package dnsdisco
 import (
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -16,7 +17,7 @@ const ednsSize = 1232
 // also be mounted in another miekg mux.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
-	resp := s.handle(req, udp)
+	resp := s.handleFrom(req, udp, s.mayRecurse(w.RemoteAddr()))
 	if resp == nil {
 		return
 	}
@@ -28,18 +29,38 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // handle computes the response to req, fitted to the transport (udp or tcp).
 // It returns nil when nothing should be sent. It is the whole query path
 // short of the socket, which is what the fuzz target exercises.
-func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg {
+func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg { return s.handleFrom(req, udp, true) }
+
+// handleFrom is handle for a client that may (recurse) or may not have names
+// outside the zone resolved upstream.
+func (s *Server) handleFrom(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	if req.Response {
 		// Answering a response could start a loop between two servers.
 		return nil
 	}
-	resp := s.answer(req, udp)
+	resp := s.answer(req, udp, recurse)
 	fit(resp, req, udp)
 	return resp
 }
 
+// mayRecurse applies Config.AllowRecursion to a client address.
+func (s *Server) mayRecurse(a net.Addr) bool {
+	if s.cfg.AllowRecursion == nil {
+		return true
+	}
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	return ok && s.cfg.AllowRecursion(addr.Unmap())
+}
+
 // answer builds the untruncated response.
-func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
+func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	if req.Opcode != dns.OpcodeQuery {
 		return errorReply(req, dns.RcodeNotImplemented)
 	}
@@ -61,6 +82,10 @@ func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
 	ix := s.table.Load()
 	rel, ours, apex := s.classify(name, ix)
 	if !ours {
+		if !recurse {
+			// Not an open resolver: only this node's host and containers.
+			return errorReply(req, dns.RcodeRefused)
+		}
 		return s.forward(req, udp)
 	}
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
@@ -72,7 +97,7 @@ func (s *Server) answer(req *dns.Msg, udp bool) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
-	m.RecursionAvailable = len(s.upstreams) > 0
+	m.RecursionAvailable = len(s.upstreams) > 0 && recurse
 	if apex {
 		s.answerApex(m, q, ix)
 		return m

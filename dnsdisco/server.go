@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,13 @@ type Config struct {
 	Upstreams []string // "ip:port" resolvers for names outside the zone
 	TTL       uint32   // default 5 seconds
 	Logger    *slog.Logger
+
+	// AllowRecursion, if set, says which clients may have names outside the zone
+	// resolved upstream; others get REFUSED for those (cluster names are answered
+	// to anyone who can reach the server). The node allows its own host and its
+	// containers, so the server is no open resolver for whoever reaches the
+	// advertise address. Nil allows everyone.
+	AllowRecursion func(netip.Addr) bool
 
 	// ForwardTimeout bounds one try at one upstream; default 2s. It is short
 	// because a client's own resolver retries after about 5s, and we want to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -28,6 +29,8 @@ type nodeParts struct {
 	balancer lb.Balancer
 
 	feeder *discovery.Feeder
+	// localnet turns route_localnet on only where a backend is reached (nftables).
+	localnet *lb.LocalnetSetter
 }
 
 // chooseEngine resolves --engine auto: Docker when its socket answers.
@@ -73,7 +76,9 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		if len(ups) == 0 {
 			ups, _ = dnsdisco.UpstreamsFromResolvConf("/etc/resolv.conf", dnsAddr)
 		}
-		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns")})
+		local := &localNets{}
+		p.dns = dnsdisco.New(dnsdisco.Config{Addr: dnsAddr, Upstreams: ups, Logger: d.log.With("component", "dns"),
+			AllowRecursion: local.allow})
 		if err := p.dns.Start(); err != nil {
 			return fmt.Errorf("start DNS on %s: %w (use --dns-port to pick another port)", dnsAddr, err)
 		}
@@ -86,9 +91,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		}
 		p.balancer = bal
 		if bal.Name() == lb.KindNftables {
-			if err := lb.EnableRouteLocalnet(); err != nil {
-				d.log.Warn("route_localnet", "err", err)
-			}
+			p.localnet = &lb.LocalnetSetter{}
 		}
 		if bal.Name() != lb.KindUserspace {
 			// The routing mesh forwards published-port traffic to tasks on
@@ -104,6 +107,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"),
 		OnAssignments: func(as api.Assignments) {
 			d.followSession(as)
+			p.routeLocalnet(d, as)
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
 		}})
@@ -126,4 +130,34 @@ func (d *Daemon) stopParts() {
 		}
 	}
 	_ = p.engine.Close()
+}
+
+// routeLocalnet turns route_localnet on for the interfaces towards the backends of
+// the session's endpoint table, before the balancer sends traffic there.
+func (p *nodeParts) routeLocalnet(d *Daemon, as api.Assignments) {
+	if p.localnet == nil {
+		return
+	}
+	var addrs []netip.Addr
+	for _, se := range as.Endpoints {
+		for _, e := range se.Tasks {
+			for _, s := range []string{e.Addr, e.NodeIP} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					addrs = append(addrs, a)
+				}
+			}
+		}
+	}
+	for _, n := range as.Nodes {
+		if a, err := netip.ParseAddr(n.Addr); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	changed, err := p.localnet.For(addrs)
+	if err != nil {
+		d.log.Warn("route_localnet", "err", err)
+	}
+	if len(changed) > 0 {
+		d.log.Info("route_localnet enabled for the balancer's backends", "interfaces", changed)
+	}
 }

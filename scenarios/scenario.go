@@ -103,8 +103,10 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	if clients == 0 {
 		clients = len(c.Nodes)
 	}
+	// Clients talk to managers: a worker's socket serves its own node only
+	// (node/httpapi/caller.go).
 	w := NewWorkload(WorkloadConfig{
-		Nodes: names(c.Nodes), Clients: clients, Interval: 150 * time.Millisecond,
+		Nodes: names(c.Managers()), Clients: clients, Interval: 150 * time.Millisecond,
 		Timeout: 10 * time.Second, Seed: sc.Seed,
 	}, clusterRunner{c}, hist)
 	wctx, stopWorkload := context.WithCancel(context.Background())

@@ -95,8 +95,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, st *raft
 	n := *cur
 	n.Hostname, n.Addr, n.Engine, n.Resources = req.Node.Hostname, req.Node.Addr, req.Node.Engine, req.Node.Resources
 	n.APIPort, n.RaftPort, n.GossipPort, n.DNSPort = req.Node.APIPort, req.Node.RaftPort, req.Node.GossipPort, req.Node.DNSPort
-	if n.Addr == "" || n.APIPort == 0 {
-		writeError(w, badRequest("registration lacks an address or API port"))
+	if err := checkSelf(n); err != nil {
+		writeError(w, err)
 		return
 	}
 	if _, err := apply(r, st, &raftstore.NodeUpsert{Node: n, Refresh: true}); err != nil {

@@ -137,8 +137,8 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, st *raftstor
 		return
 	}
 	n := req.Node
-	if n.Addr == "" || n.APIPort == 0 {
-		writeError(w, badRequest("join request lacks an address or API port"))
+	if err := checkSelf(n); err != nil {
+		writeError(w, err)
 		return
 	}
 	// The manager names the node: a removed node's ID is never handed out again,
