@@ -134,9 +134,12 @@ func saveGossipKeys(dataDir string, keys [][]byte) error {
 // nodeTrust is the live side of trustFiles.
 type nodeTrust struct {
 	holder *pki.CertHolder
-	// api admits members of the node table (operators always): a node promoted
-	// or demoted since its certificate was issued can still reach the API, where
-	// it is authorized as the lesser role, to renew.
+	// api admits any certificate of the cluster's roots. Membership is checked
+	// per request (httpapi's identify), not in the handshake: a removed node must
+	// hear "you were removed" to stop its tasks (every request of it gets that
+	// answer and nothing else, and its open connections are cut, sweepConns), and
+	// a node promoted or demoted since its certificate was issued must reach the
+	// API, as the lesser role, to renew.
 	api *pki.Verifier
 	// raft admits only managers the node table (or Raft's own configuration, which
 	// a restarting manager knows before it has replayed its log) says are managers.
@@ -151,7 +154,7 @@ type nodeTrust struct {
 func (d *Daemon) newTrust(tf *trustFiles) *nodeTrust {
 	t := &nodeTrust{holder: pki.NewCertHolder(tf.chain.TLS(tf.key)), files: tf}
 	cluster := tf.bundle.ClusterID()
-	t.api = pki.NewVerifier(cluster, tf.bundle, d.revokedOnAPI)
+	t.api = pki.NewVerifier(cluster, tf.bundle, nil)
 	t.raft = pki.NewVerifier(cluster, tf.bundle, d.revokedOnRaft)
 	t.bundle.Store(tf.bundle)
 	return t
@@ -234,10 +237,11 @@ func (t *nodeTrust) clientConfig(managerOnly bool) *tls.Config {
 	return pki.ClientConfig(t.holder, t.api, o)
 }
 
-// revokedOnAPI: a node certificate whose node is not in the node table. An
-// operator's certificate is not in the table; it is refused only when its root is
-// no longer trusted. Until a manager has replayed its log (or a worker has had its
-// first session) the table is unknown and nothing is refused for absence.
+// revokedOnAPI: a node certificate whose node is not in the node table; its API
+// connections are cut. An operator's certificate is not in the table; it is
+// refused only when its root is no longer trusted. Until a manager has replayed its
+// log (or a worker has had its first session) the table is unknown and nothing is
+// cut for absence.
 func (d *Daemon) revokedOnAPI(id pki.Identity) bool {
 	if id.Role == pki.RoleOperator {
 		return false

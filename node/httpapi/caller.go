@@ -13,10 +13,11 @@ import (
 // where what each caller may do is decided (node/pki/DESIGN.md, "Who checks what").
 //
 //   - The unix socket (0600, root) is this node's operator.
-//   - On TCP, every connection completed a mutual-TLS handshake (the listener
-//     refuses the rest); the caller is the node or operator its certificate names,
-//     with the role the node table gives it now (a demoted manager whose certificate
-//     still says manager is a worker here until it renews).
+//   - On TCP, every connection completed a mutual-TLS handshake with a certificate
+//     of the cluster's roots (the listener refuses the rest); the caller is the
+//     node or operator its certificate names, with the role the node table gives it
+//     now (a demoted manager whose certificate still says manager is a worker here
+//     until it renews; a removed node is told so and nothing else).
 //   - A request a manager forwarded names the original caller in authn.Header;
 //     that header counts only when the TLS peer is a manager now. From anyone
 //     else it is ignored, so a worker cannot speak for another node or an operator.
@@ -52,7 +53,9 @@ func (s *Server) identify(r *http.Request) (authn.Caller, error) {
 		role := s.cfg.Node.RoleOf(peer.Name, peer.Role)
 		switch {
 		case role == "":
-			return authn.Caller{}, fmt.Errorf("node %s is not a member of the cluster: %w", peer.Name, api.ErrForbidden)
+			// The one answer a removed node gets, to anything: it stops its tasks
+			// when its session hears it.
+			return authn.Caller{}, fmt.Errorf("node %s is not part of the cluster (removed): to bring it back, empty its data dir and join again with a token: %w", peer.Name, api.ErrNotFound)
 		case role != peer.Role:
 			// Promoted or demoted since its certificate was issued: the lesser of
 			// the two until it renews.
