@@ -494,3 +494,214 @@ func TestTrust(t *testing.T) {
 	})
 }
 
+
+// taskPIDs maps the task IDs of a service's live processes to their PIDs.
+func taskPIDs(service string) map[string]int {
+	out := map[string]int{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		exe, _ := os.Readlink(filepath.Join(d, "exe"))
+		if exe != whoamiBin {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(d, "environ"))
+		if err != nil {
+			continue
+		}
+		var task string
+		mine := false
+		for _, kv := range strings.Split(string(b), "\x00") {
+			mine = mine || kv == "SWARMLET_SERVICE="+service
+			if v, ok := strings.CutPrefix(kv, "SWARMLET_TASK_ID="); ok {
+				task = v
+			}
+		}
+		if mine && task != "" {
+			var pid int
+			fmt.Sscan(filepath.Base(d), &pid)
+			out[task] = pid
+		}
+	}
+	return out
+}
+
+// TestTrustCARotation: a running 3-manager cluster with tasks moves to a new root;
+// no task restarts, every node ends on the new root, the old tokens stop working
+// and the new ones join.
+func TestTrustCARotation(t *testing.T) {
+	c := newClusterSub(t, trustNet, 2)
+	c.start(1, "")
+	mtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "manager"))
+	wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
+	c.start(2, mtok)
+	c.start(3, mtok)
+	c.start(4, wtok)
+	waitFor(t, 15*time.Second, "3 voters and 4 nodes", func() bool {
+		inf, err := c.info(1)
+		ns, _ := c.nodes(1)
+		return err == nil && inf.Managers == 3 && len(ns) == 4
+	})
+	c.mustCLI(1, "service", "create", "--name", "rot", "--replicas", "4", "-p", "80", "--restart-delay", "0s", whoamiBin)
+	before := taskPIDs("rot")
+	if len(before) != 4 {
+		t.Fatalf("want 4 task processes, got %v", before)
+	}
+	opDir := filepath.Join(c.dir, "op")
+	c.mustCLI(1, "ca", "issue-client", "--out", opDir)
+	oldRoot := c.mustCLI(1, "ca")
+
+	start := time.Now()
+	out, errOut, err := c.cli(2, "ca", "--rotate")
+	if err != nil {
+		t.Fatalf("ca --rotate: %v %s", err, errOut)
+	}
+	t.Logf("CA rotation of 4 nodes took %s", time.Since(start))
+	if out == oldRoot || !strings.Contains(errOut, "CA rotation done") {
+		t.Fatalf("ca --rotate printed %q / %q", out, errOut)
+	}
+	newRoots, err := pki.ParseCertsPEM([]byte(out))
+	if err != nil || len(newRoots) != 1 {
+		t.Fatalf("new root: %v %d", err, len(newRoots))
+	}
+	if again := c.mustCLI(3, "ca"); again != out {
+		t.Fatal("managers disagree on the root after the rotation")
+	}
+	// Every node ends on the new root, its chain too (the cross-signed link to the
+	// old root goes once the rotation is done).
+	for i := 1; i <= 4; i++ {
+		waitFor(t, 10*time.Second, fmt.Sprintf("node %d's chain ends at the new root", i), func() bool {
+			b, err := os.ReadFile(filepath.Join(c.dataDir(i), "tls", "node.pem"))
+			if err != nil {
+				return false
+			}
+			chain, err := pki.ParseChainPEM(b)
+			return err == nil && pki.IssuedBy(chain.Leaf(), newRoots[0]) && chain[len(chain)-1].Equal(newRoots[0])
+		})
+	}
+	after := taskPIDs("rot")
+	for task, pid := range before {
+		if after[task] != pid {
+			t.Fatalf("task %s: process %d before the rotation, %d after: a task restarted", task, pid, after[task])
+		}
+	}
+	ts, _ := c.tasks(1, "rot")
+	if r := running(t, ts); len(r) != 4 {
+		t.Fatalf("%d tasks running after the rotation", len(r))
+	}
+
+	// The old tokens pin the old root: refused in the handshake. The new ones join.
+	dir := t.TempDir()
+	old, _ := exec.Command(swarmletBin, "join", "--token", wtok, "--advertise-addr", c.ip(5), "--data-dir", dir,
+		"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", c.ip(1)+":24240").CombinedOutput()
+	if !strings.Contains(string(old), "does not hold the CA this join token pins") {
+		t.Fatalf("old token after the rotation: %s", old)
+	}
+	newTok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
+	if newTok == wtok {
+		t.Fatal("the join token did not change with the root")
+	}
+	c.start(5, newTok)
+	waitFor(t, 15*time.Second, "node 5 ready", func() bool { ns, _ := c.nodes(1); return len(ns) == 5 })
+	// Operator certificates of the old root end with it.
+	cmd := exec.Command(swarmletBin, "--host", "tcp://"+net.JoinHostPort(c.ip(1), "24240"), "node", "ls")
+	cmd.Env = append(os.Environ(), "SWARMLET_CERT_PATH="+opDir)
+	if b, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("an operator certificate of the old root still works: %s", b)
+	}
+}
+
+// cliIn runs the CLI against node i with stdin.
+func (c *cluster) cliIn(i int, stdin string, args ...string) (string, string, error) {
+	cmd := exec.Command(swarmletBin, append([]string{"--host", c.sock(i)}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func (c *cluster) locked(i int) bool {
+	out, _, err := c.cli(i, "info", "--format", "json")
+	var inf struct {
+		Locked bool `json:"locked"`
+	}
+	return err == nil && json.Unmarshal([]byte(out), &inf) == nil && inf.Locked
+}
+
+// TestTrustAutolock: with autolock a restarted manager waits for the unlock key,
+// refuses a wrong one, and after 'unlock-key --rotate' the old key opens nothing.
+func TestTrustAutolock(t *testing.T) {
+	c := newClusterSub(t, trustNet, 3)
+	c.start(1, "", "--autolock")
+	key := ""
+	for _, l := range strings.Fields(c.log(1)) {
+		if strings.HasPrefix(l, "SWLKEY-1-") {
+			key = l
+		}
+	}
+	if key == "" {
+		t.Fatalf("init --autolock printed no unlock key:\n%s", c.log(1))
+	}
+	if got := strings.TrimSpace(c.mustCLI(1, "unlock-key", "-q")); got != key {
+		t.Fatalf("unlock-key says %q, init printed %q", got, key)
+	}
+	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "manager")))
+	waitFor(t, 15*time.Second, "2 voters", func() bool { inf, err := c.info(1); return err == nil && inf.Managers == 2 })
+	keyFile := func(i int) string {
+		b, _ := os.ReadFile(filepath.Join(c.dataDir(i), "raft", "raft-key.json"))
+		return string(b)
+	}
+	waitFor(t, 10*time.Second, "the joined manager wraps its data key with the unlock key", func() bool {
+		return strings.Contains(keyFile(2), `"autolock": true`)
+	})
+	secret := fmt.Sprintf("autolock-secret-%d", time.Now().UnixNano())
+	c.mustCLI(1, "service", "create", "--name", "al", "--replicas", "1", "--env", "TOKEN="+secret, "--detach", whoamiBin)
+
+	c.stop(1, syscall.SIGTERM)
+	for _, needle := range []string{secret, key} {
+		if hits := grepDataDirs(t, c.dir, []byte(needle)); len(hits) != 0 {
+			t.Fatalf("%q is on disk in the clear: %v", needle[:12], hits)
+		}
+	}
+	c.start(1, "")
+	if !c.locked(1) {
+		t.Fatal("a restarted autolocked manager is not locked")
+	}
+	c.expectError(t, 1, "locked", "service", "ls")
+	wrong, _ := raftstore.NewUnlockKey()
+	if _, errOut, err := c.cliIn(1, wrong+"\n", "unlock"); err == nil || !strings.Contains(errOut, "does not open") {
+		t.Fatalf("wrong unlock key: %v %s", err, errOut)
+	}
+	if !c.locked(1) {
+		t.Fatal("a wrong key unlocked the manager")
+	}
+	if _, errOut, err := c.cliIn(1, key+"\n", "unlock"); err != nil {
+		t.Fatalf("unlock: %v %s", err, errOut)
+	}
+	waitFor(t, 15*time.Second, "the unlocked manager back with its state", func() bool {
+		inf, err := c.info(1)
+		return err == nil && !c.locked(1) && inf.Managers == 2 && inf.LeaderID != ""
+	})
+	if out := c.mustCLI(1, "service", "ls", "-q"); len(strings.Fields(out)) != 1 {
+		t.Fatalf("state after unlock: %q", out)
+	}
+
+	before := keyFile(2)
+	rotated := strings.TrimSpace(c.mustCLI(1, "unlock-key", "--rotate", "-q"))
+	if rotated == key || !strings.HasPrefix(rotated, "SWLKEY-1-") {
+		t.Fatalf("rotated key %q", rotated)
+	}
+	waitFor(t, 10*time.Second, "manager 2 wraps its data key with the new unlock key", func() bool { return keyFile(2) != before })
+	c.stop(2, syscall.SIGTERM)
+	c.start(2, "x")
+	if _, errOut, err := c.cliIn(2, key+"\n", "unlock"); err == nil || !strings.Contains(errOut, "does not open") {
+		t.Fatalf("the old unlock key after rotation: %v %s", err, errOut)
+	}
+	if _, errOut, err := c.cliIn(2, rotated+"\n", "unlock"); err != nil {
+		t.Fatalf("unlock with the rotated key: %v %s", err, errOut)
+	}
+	waitFor(t, 15*time.Second, "manager 2 unlocked", func() bool {
+		inf, err := c.info(2)
+		return err == nil && !c.locked(2) && inf.Managers == 2
+	})
+}
