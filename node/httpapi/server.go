@@ -114,6 +114,10 @@ func (s *Server) routes() {
 	h("POST /v1/dispatcher/certificate", forward.Write, nodes, s.handleRenew)
 }
 
+// timeouts bound how long a client may take to send a request and how long an
+// idle kept-alive connection stays open (variables so tests can shorten them).
+var timeouts = struct{ header, read, idle time.Duration }{10 * time.Second, 30 * time.Second, 2 * time.Minute}
+
 // ServeOptions say what a listener is.
 type ServeOptions struct {
 	// Socket marks the unix socket: its callers are the operator.
@@ -131,7 +135,7 @@ func (s *Server) Serve(ln net.Listener, o ServeOptions) *http.Server {
 		// A slow or idle client holds a connection for bounded time. No write
 		// timeout: blocking queries and followed logs answer late by design (they
 		// are capped in number instead, see limits).
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		ReadHeaderTimeout: timeouts.header, ReadTimeout: timeouts.read, IdleTimeout: timeouts.idle,
 		MaxHeaderBytes: 64 << 10, ConnState: o.ConnState,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	if o.Socket {
