@@ -56,6 +56,13 @@ type CAInfo struct {
 	Pending []string `json:"pending,omitempty"`
 }
 
+// GossipKeyInfo describes the gossip keyring (never the keys themselves).
+type GossipKeyInfo struct {
+	Keys int `json:"keys"`
+	// Phase of a rotation under way: 1 new key installed, 2 new key in use, 0 done.
+	Phase int `json:"phase"`
+}
+
 // UnlockKey is the cluster's unlock key ("" when autolock is off).
 type UnlockKey struct {
 	Key string `json:"key"`

@@ -201,3 +201,23 @@ func (d *Daemon) finishRotation(ctx context.Context, st *raftstore.Store) {
 	}
 	d.log.Info("CA rotation finished: every node holds a certificate of the new root", "root", httpapi.RootID(ca))
 }
+
+// stepGossipRotation, on the leader, moves a gossip key rotation on when its step
+// is over.
+func (d *Daemon) stepGossipRotation(ctx context.Context, st *raftstore.Store) {
+	cl := st.Snapshot().Cluster()
+	if cl == nil {
+		return
+	}
+	next := httpapi.GossipRotationStep(cl, time.Now())
+	if next == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := st.Apply(actx, next); err != nil {
+		d.log.Warn("gossip key rotation", "err", err)
+		return
+	}
+	d.log.Info("gossip key rotation", "phase", next.Rotation.Phase, "keys", len(next.Keys))
+}

@@ -94,6 +94,7 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 	for {
 		d.reconcileMembers(ctx, st)
 		d.finishRotation(ctx, st)
+		d.stepGossipRotation(ctx, st)
 		select {
 		case <-ctx.Done():
 			log.Info("leadership lost")

@@ -26,6 +26,8 @@ type ClusterTrust struct {
 	ManagerToken TokenSecret   `json:"manager_token"`
 	// GossipKeys is memberlist's keyring, the key used to send first.
 	GossipKeys [][]byte `json:"gossip_keys"`
+	// GossipRotation is a gossip key rotation under way (zero: none).
+	GossipRotation GossipRotation `json:"gossip_rotation,omitzero"`
 	// UnlockKey wraps every manager's data key when autolock is on; empty otherwise.
 	UnlockKey string `json:"unlock_key,omitempty"`
 }
@@ -55,9 +57,21 @@ type CAUpdate struct {
 	ManagerHash string `json:"manager_hash"`
 }
 
-// GossipKeysSet replaces the gossip keyring (primary first).
+// GossipRotation is where a gossip key rotation stands. A rotation changes the
+// keyring in three steps, each long enough for every node to take the previous one,
+// so that at every moment every member opens what every other sends (no split):
+// 1 the new key is added as a secondary, 2 it becomes the key that seals, 0 the old
+// key is dropped and the rotation is over.
+type GossipRotation struct {
+	Phase int       `json:"phase"`
+	At    time.Time `json:"at"` // when the phase began (the proposer's clock)
+}
+
+// GossipKeysSet replaces the gossip keyring (primary first) and records the
+// rotation phase it belongs to.
 type GossipKeysSet struct {
-	Keys [][]byte `json:"keys"`
+	Keys     [][]byte       `json:"keys"`
+	Rotation GossipRotation `json:"rotation,omitzero"`
 }
 
 // UnlockKeySet turns autolock on, rotates its key, or (empty) turns it off; every
@@ -129,7 +143,10 @@ func applyGossipKeys(txn *memdb.Txn, index uint64, c *GossipKeysSet) (any, error
 				return fmt.Errorf("gossip key of %d bytes: want 16, 24 or 32: %w", n, ErrInvalid)
 			}
 		}
-		cl.Trust.GossipKeys = c.Keys
+		if c.Rotation.Phase < 0 || c.Rotation.Phase > 2 {
+			return fmt.Errorf("gossip rotation phase %d: %w", c.Rotation.Phase, ErrInvalid)
+		}
+		cl.Trust.GossipKeys, cl.Trust.GossipRotation = c.Keys, c.Rotation
 		return nil
 	})
 }

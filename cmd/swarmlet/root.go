@@ -44,7 +44,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newVersionCmd(),
-		newCACmd(), newUnlockCmd(), newUnlockKeyCmd())
+		newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd())
 	return root
 }
 

@@ -276,3 +276,52 @@ func newUnlockKeyCmd() *cobra.Command {
 	c.Flags().BoolVar(&rotate, "rotate", false, "replace the key")
 	return c
 }
+
+func newGossipKeyCmd() *cobra.Command {
+	var rotate, detach bool
+	c := &cobra.Command{
+		Use:   "gossip-key [--rotate [--detach]]",
+		Short: "Show the gossip keyring's state, or replace its key (in steps: no member is cut off)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cl, ctx, cancel, err := connect()
+			if err != nil {
+				return err
+			}
+			defer cancel()
+			var info api.GossipKeyInfo
+			if rotate {
+				if info, err = retryRefused(ctx, func(ctx context.Context) (api.GossipKeyInfo, error) { return cl.RotateGossipKey(ctx) }); err != nil {
+					return err
+				}
+				for !detach && info.Phase != 0 {
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(300 * time.Millisecond):
+					}
+					if next, err := cl.GossipKey(ctx); err == nil {
+						info = next
+					} else if !errors.Is(err, api.ErrNotLeader) {
+						return err
+					}
+				}
+				if !detach {
+					fmt.Fprintln(c.OutOrStdout(), "Rotated the gossip key; the old one no longer opens gossip.")
+					return nil
+				}
+			} else if info, err = cl.GossipKey(ctx); err != nil {
+				return err
+			}
+			state := "steady"
+			if info.Phase != 0 {
+				state = fmt.Sprintf("rotating (step %d of 2)", info.Phase)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "Gossip keyring: %d key(s), %s.\n", info.Keys, state)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&rotate, "rotate", false, "replace the gossip key")
+	c.Flags().BoolVarP(&detach, "detach", "d", false, "with --rotate: do not wait for the rotation to finish")
+	return c
+}

@@ -479,6 +479,75 @@ func TestTrust(t *testing.T) {
 		}
 	})
 
+	t.Run("gossip key rotation without a split", func(t *testing.T) {
+		keys := func(i int) [][]byte {
+			var k [][]byte
+			b, _ := os.ReadFile(filepath.Join(c.dataDir(i), "gossip-keys.json"))
+			_ = json.Unmarshal(b, &k)
+			return k
+		}
+		old := keys(4)
+		if len(old) != 1 {
+			t.Fatalf("keyring before: %d keys", len(old))
+		}
+		stop := make(chan struct{})
+		problems := make(chan string, 100)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(200 * time.Millisecond):
+				}
+				for _, i := range []int{1, 4} {
+					var raw struct {
+						GossipAlive int `json:"gossip_alive"`
+					}
+					out, _, err := c.cli(i, "info", "--format", "json")
+					if err == nil && json.Unmarshal([]byte(out), &raw) == nil && raw.GossipAlive != 5 {
+						problems <- fmt.Sprintf("node %d sees %d gossip members", i, raw.GossipAlive)
+					}
+				}
+				if ns, err := c.nodes(1); err == nil {
+					for _, n := range ns {
+						if n.Status != "ready" {
+							problems <- fmt.Sprintf("%s is %s", n.Addr, n.Status)
+						}
+					}
+				}
+			}
+		}()
+		start := time.Now()
+		out := c.mustCLI(2, "gossip-key", "--rotate")
+		t.Logf("gossip key rotation took %s", time.Since(start))
+		if !strings.Contains(out, "Rotated the gossip key") {
+			t.Fatalf("gossip-key --rotate: %q", out)
+		}
+		for i := 1; i <= 5; i++ {
+			waitFor(t, 10*time.Second, fmt.Sprintf("node %d on the new key alone", i), func() bool {
+				k := keys(i)
+				return len(k) == 1 && !bytes.Equal(k[0], old[0])
+			})
+		}
+		time.Sleep(3 * time.Second) // long enough for a split, had there been one, to show as a failure
+		close(stop)
+		<-watched
+		close(problems)
+		for p := range problems {
+			t.Error(p)
+		}
+		g, err := gossip.Start(gossip.Config{Name: "oldkey", BindAddr: "127.66.0.91", SecretKey: old[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Shutdown()
+		if n, err := g.Join([]string{c.gossipAddr(1)}); err == nil || n != 0 {
+			t.Fatalf("a member with the old key joined: %d %v", n, err)
+		}
+	})
+
 	t.Run("a removed node is cut off at once", func(t *testing.T) {
 		w5 := c.nodeCert(5)
 		c.mustCLI(1, "node", "rm", "--force", ids[5])
@@ -493,7 +562,6 @@ func TestTrust(t *testing.T) {
 		}
 	})
 }
-
 
 // taskPIDs maps the task IDs of a service's live processes to their PIDs.
 func taskPIDs(service string) map[string]int {

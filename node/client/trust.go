@@ -54,3 +54,17 @@ func (c *Client) Unlock(ctx context.Context, key string) error {
 	_, err := c.Do(ctx, http.MethodPost, "/v1/unlock", api.UnlockRequest{Key: key}, nil)
 	return err
 }
+
+// GossipKey describes the gossip keyring.
+func (c *Client) GossipKey(ctx context.Context) (api.GossipKeyInfo, error) {
+	var out api.GossipKeyInfo
+	_, err := c.Do(ctx, http.MethodGet, "/v1/gossip-key", nil, &out)
+	return out, err
+}
+
+// RotateGossipKey starts a gossip key rotation.
+func (c *Client) RotateGossipKey(ctx context.Context) (api.GossipKeyInfo, error) {
+	var out api.GossipKeyInfo
+	_, err := c.Do(ctx, http.MethodPost, "/v1/gossip-key/rotate", nil, &out)
+	return out, err
+}

@@ -89,6 +89,8 @@ func (s *Server) routes() {
 	h("GET /v1/ca", forward.Read, admin, s.handleCA)
 	h("POST /v1/ca/rotate", forward.Write, admin, s.handleCARotate)
 	h("POST /v1/ca/issue-client", forward.Write, admin, s.handleIssueClient)
+	h("GET /v1/gossip-key", forward.Read, admin, s.handleGossipKey)
+	h("POST /v1/gossip-key/rotate", forward.Write, admin, s.handleGossipRotate)
 	h("GET /v1/unlock-key", forward.Read, admin, s.handleUnlockKey)
 	h("POST /v1/unlock-key/rotate", forward.Write, admin, s.handleUnlockKeyRotate)
 	// Nodes.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"time"
@@ -339,4 +340,62 @@ func (s *Server) handleUnlockKeyRotate(w http.ResponseWriter, r *http.Request, s
 	}
 	s.log.Info("unlock key rotated")
 	writeJSON(w, st.State().Index(), api.UnlockKey{Key: key})
+}
+
+func (s *Server) handleGossipKey(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	snap := st.Snapshot()
+	cl := snap.Cluster()
+	if cl == nil {
+		writeError(w, raftstore.ErrNotInitialized)
+		return
+	}
+	writeJSON(w, snap.Index(), api.GossipKeyInfo{Keys: len(cl.Trust.GossipKeys), Phase: cl.Trust.GossipRotation.Phase})
+}
+
+// handleGossipRotate starts a gossip key rotation: the new key goes in as a
+// secondary; the leader takes the next steps (GossipRotationStep).
+func (s *Server) handleGossipRotate(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
+	cl := st.Snapshot().Cluster()
+	if cl == nil {
+		writeError(w, raftstore.ErrNotInitialized)
+		return
+	}
+	if cl.Trust.GossipRotation.Phase != 0 {
+		writeError(w, fmt.Errorf("a gossip key rotation is under way: %w", api.ErrConflict))
+		return
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		writeError(w, err)
+		return
+	}
+	keys := append(append([][]byte{}, cl.Trust.GossipKeys[:1]...), key)
+	if _, err := apply(r, st, &raftstore.GossipKeysSet{Keys: keys, Rotation: raftstore.GossipRotation{Phase: 1, At: time.Now().UTC()}}); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.log.Info("gossip key rotation started")
+	s.handleGossipKey(w, r, st)
+}
+
+// GossipStep is how long each step of a gossip key rotation lasts: every node takes
+// a keyring change within a second (managers from their log, workers from their
+// session), so a few seconds leave a wide margin. A node that was down meanwhile
+// gets the current keyring through its session (mutual TLS, not gossip) when it
+// comes back.
+const GossipStep = 3 * time.Second
+
+// GossipRotationStep is the leader's next step of a rotation under way at now, or
+// nil when there is none to take yet.
+func GossipRotationStep(cl *raftstore.Cluster, now time.Time) *raftstore.GossipKeysSet {
+	rot, keys := cl.Trust.GossipRotation, cl.Trust.GossipKeys
+	if rot.Phase == 0 || now.Sub(rot.At) < GossipStep || len(keys) < 2 {
+		return nil
+	}
+	switch rot.Phase {
+	case 1: // the new key seals, the old one still opens
+		return &raftstore.GossipKeysSet{Keys: [][]byte{keys[len(keys)-1], keys[0]}, Rotation: raftstore.GossipRotation{Phase: 2, At: now.UTC()}}
+	default: // the old key goes
+		return &raftstore.GossipKeysSet{Keys: keys[:1]}
+	}
 }
