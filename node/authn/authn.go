@@ -1,7 +1,3 @@
-// Package authn says who is calling the API: the operator on the unix socket, the
-// holder of a verified client certificate, or the original caller a manager
-// vouches for when it forwards a request. Authorization (what each may do) is the
-// API's; this package only names the caller.
 package authn
 
 import (
