@@ -30,8 +30,39 @@ func (d *Daemon) createDataKey(unlockKey string) error {
 	if err != nil {
 		return err
 	}
-	d.keyFile, d.dek, d.wrappedWith = kf, &dek, unlockKey
+	d.setDataKey(kf, &dek, unlockKey)
 	return nil
+}
+
+func (d *Daemon) setDataKey(kf *raftstore.KeyFile, dek *raftstore.DataKey, wrappedWith string) {
+	d.mu.Lock()
+	d.keyFile, d.dek, d.wrappedWith = kf, dek, wrappedWith
+	d.mu.Unlock()
+}
+
+// currentDEK is this manager's data key; nil on a worker.
+func (d *Daemon) currentDEK() *raftstore.DataKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dek
+}
+
+// resealSecrets writes the node key and the gossip keys again, sealed with the data
+// key if this node has one (a promotion) or plain (a demotion).
+func (d *Daemon) resealSecrets() {
+	if d.trust != nil {
+		if err := d.trust.resave(d.cfg.DataDir); err != nil {
+			d.log.Error("save the node key", "err", err)
+		}
+	}
+	d.mu.Lock()
+	keys := d.gossipKeys
+	d.mu.Unlock()
+	if len(keys) > 0 {
+		if err := saveGossipKeys(d.cfg.DataDir, keys, d.currentDEK()); err != nil {
+			d.log.Error("save gossip keys", "err", err)
+		}
+	}
 }
 
 // openDataKey reads a resumed manager's data key; with autolock it waits for the
@@ -52,14 +83,14 @@ func (d *Daemon) openDataKey(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("open raft data key: %w", err)
 		}
-		d.keyFile, d.dek, d.wrappedWith = kf, &dek, ""
+		d.setDataKey(kf, &dek, "")
 		return nil
 	}
 	dek, key, err := d.waitUnlock(ctx, kf)
 	if err != nil {
 		return err
 	}
-	d.keyFile, d.dek, d.wrappedWith = kf, &dek, key
+	d.setDataKey(kf, &dek, key)
 	return nil
 }
 

@@ -38,6 +38,7 @@ func (d *Daemon) forgetFiles() {
 	_ = os.RemoveAll(d.raftDir())
 	_ = os.RemoveAll(tlsDir(d.cfg.DataDir))
 	_ = os.Remove(d.cfg.DataDir + "/" + gossipKeyFile)
+	_ = os.Remove(d.cfg.DataDir + "/" + sealedGossipKeyFile)
 }
 
 // prepareInit makes a new cluster's trust: its CA (ECDSA P-256), this node's
@@ -68,13 +69,13 @@ func (d *Daemon) prepareInit() (*identity, error) {
 			return nil, err
 		}
 	}
-	if err := (&trustFiles{bundle: ca.Bundle(), chain: chain, key: key}).save(d.cfg.DataDir); err != nil {
-		return nil, err
-	}
-	if err := saveGossipKeys(d.cfg.DataDir, [][]byte{it.gossipKey}); err != nil {
-		return nil, err
-	}
 	if err := d.createDataKey(it.unlockKey); err != nil {
+		return nil, err
+	}
+	if err := (&trustFiles{bundle: ca.Bundle(), chain: chain, key: key}).save(d.cfg.DataDir, d.dek); err != nil {
+		return nil, err
+	}
+	if err := saveGossipKeys(d.cfg.DataDir, [][]byte{it.gossipKey}, d.dek); err != nil {
 		return nil, err
 	}
 	d.pendingInit = it
@@ -194,18 +195,18 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", addr, err)
 	}
-	if err := tf.save(d.cfg.DataDir); err != nil {
-		return nil, err
-	}
-	if err := saveGossipKeys(d.cfg.DataDir, resp.GossipKeys); err != nil {
-		return nil, err
-	}
 	if resp.Role == api.RoleManager {
 		// A new manager's data key starts without autolock; if the cluster has it on,
 		// the key is wrapped again once the log brings the unlock key (followTrust).
 		if err := d.createDataKey(""); err != nil {
 			return nil, err
 		}
+	}
+	if err := tf.save(d.cfg.DataDir, d.dek); err != nil {
+		return nil, err
+	}
+	if err := saveGossipKeys(d.cfg.DataDir, resp.GossipKeys, d.dek); err != nil {
+		return nil, err
 	}
 	id := &identity{NodeID: resp.NodeID, ClusterID: resp.ClusterID, Role: resp.Role, Managers: resp.Managers}
 	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr, "node", id.NodeID, "took", time.Since(start).Round(time.Millisecond))

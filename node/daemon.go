@@ -139,19 +139,20 @@ func (d *Daemon) start(ctx context.Context) error {
 	d.mu.Lock()
 	d.id = id
 	d.mu.Unlock()
-	tf, err := loadTrustFiles(d.cfg.DataDir)
+	if id.Role == api.RoleManager && d.dek == nil {
+		// A resumed manager: with autolock this waits for 'swarmlet unlock'. Its
+		// node key and gossip keys are sealed with the data key too.
+		if err := d.openDataKey(ctx); err != nil {
+			return err
+		}
+	}
+	tf, err := loadTrustFiles(d.cfg.DataDir, d.dek)
 	if err != nil {
 		return err
 	}
 	d.trust = d.newTrust(tf)
-	if d.gossipKeys, err = loadGossipKeys(d.cfg.DataDir); err != nil {
+	if d.gossipKeys, err = loadGossipKeys(d.cfg.DataDir, d.dek); err != nil {
 		return err
-	}
-	if id.Role == api.RoleManager && d.dek == nil {
-		// A resumed manager: with autolock this waits for 'swarmlet unlock'.
-		if err := d.openDataKey(ctx); err != nil {
-			return err
-		}
 	}
 	if !fresh && d.cfg.ForceNewCluster {
 		if id.Role != api.RoleManager {
@@ -230,11 +231,13 @@ func (d *Daemon) lockDataDir() error {
 }
 
 func (d *Daemon) startRaft(bootstrap bool) error {
-	if d.dek == nil {
-		// A promoted worker: its Raft dir is new.
+	if d.currentDEK() == nil {
+		// A promoted worker: its Raft dir is new, and its node key and gossip keys
+		// are sealed from now on.
 		if err := d.openDataKey(context.Background()); err != nil {
 			return err
 		}
+		d.resealSecrets()
 	}
 	stream, err := d.newStreamLayer(d.cfg.raftAddr())
 	if err != nil {

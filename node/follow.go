@@ -108,7 +108,7 @@ func (d *Daemon) followGossipKeys(keys [][]byte) {
 			return
 		}
 	}
-	if err := saveGossipKeys(d.cfg.DataDir, keys); err != nil {
+	if err := saveGossipKeys(d.cfg.DataDir, keys, d.currentDEK()); err != nil {
 		d.log.Error("save gossip keys", "err", err)
 	}
 	d.mu.Lock()

@@ -41,6 +41,7 @@ func (d *Daemon) followRole(ctx context.Context, as api.Assignments) {
 		d.store = nil
 		d.keyFile, d.dek, d.wrappedWith = nil, nil, ""
 		d.mu.Unlock()
+		d.resealSecrets() // plain again: the data key goes with the Raft dir
 		d.setRole(api.RoleWorker)
 		go func() {
 			// Let requests in flight on the old store finish before closing it.

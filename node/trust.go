@@ -18,6 +18,7 @@ import (
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/node/pki"
+	"github.com/swarmlet/swarmlet/raftstore"
 )
 
 // This node's trust: its certificate and key, the roots it trusts, the verifiers
@@ -31,14 +32,55 @@ import (
 // drops connections that negotiated a protocol it does not serve.)
 const joinServerName = "join.swarmlet.invalid"
 
-// Files in DATA_DIR/tls: the roots, this node's chain and its key (0600).
+// Files in DATA_DIR/tls: the roots, this node's chain and its key (0600), and in
+// DATA_DIR the gossip keyring. On a manager the key and the keyring are sealed with
+// its Raft data key (raftstore.SealBlob), so that autolock guards them with the
+// Raft data; a worker has no data key and keeps them plain, as Swarm's workers do.
 const (
-	tlsDirName    = "tls"
-	caFile        = "ca.pem"
-	certFile      = "node.pem"
-	keyFile       = "node-key.pem"
-	gossipKeyFile = "gossip-keys.json"
+	tlsDirName          = "tls"
+	caFile              = "ca.pem"
+	certFile            = "node.pem"
+	keyFile             = "node-key.pem"
+	sealedKeyFile       = "node-key.sealed"
+	gossipKeyFile       = "gossip-keys.json"
+	sealedGossipKeyFile = "gossip-keys.sealed"
 )
+
+// readSecret reads a secret file: the sealed form when there is one (which needs
+// the data key), else the plain one.
+func readSecret(dir, plain, sealed, purpose string, dek *raftstore.DataKey) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, sealed))
+	if err == nil {
+		if dek == nil {
+			return nil, fmt.Errorf("%s is sealed with a Raft data key this node does not hold", filepath.Join(dir, sealed))
+		}
+		return dek.OpenBlob(purpose, b)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(dir, plain))
+}
+
+// writeSecret writes a secret file sealed (dek given) or plain, and removes the
+// other form.
+func writeSecret(dir, plain, sealed, purpose string, b []byte, dek *raftstore.DataKey) error {
+	name, other := plain, sealed
+	if dek != nil {
+		var err error
+		if b, err = dek.SealBlob(purpose, b); err != nil {
+			return err
+		}
+		name, other = sealed, plain
+	}
+	if err := writeAtomic(filepath.Join(dir, name), b); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(dir, other)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
 
 func tlsDir(dataDir string) string { return filepath.Join(dataDir, tlsDirName) }
 
@@ -49,7 +91,7 @@ type trustFiles struct {
 	key    *ecdsa.PrivateKey
 }
 
-func loadTrustFiles(dataDir string) (*trustFiles, error) {
+func loadTrustFiles(dataDir string, dek *raftstore.DataKey) (*trustFiles, error) {
 	dir := tlsDir(dataDir)
 	read := func(name string) ([]byte, error) {
 		b, err := os.ReadFile(filepath.Join(dir, name))
@@ -66,7 +108,10 @@ func loadTrustFiles(dataDir string) (*trustFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := read(keyFile)
+	keyPEM, err := readSecret(dir, keyFile, sealedKeyFile, "node key", dek)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, err = read(keyFile)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -83,8 +128,8 @@ func loadTrustFiles(dataDir string) (*trustFiles, error) {
 	return tf, nil
 }
 
-// save writes the three files, each atomically.
-func (tf *trustFiles) save(dataDir string) error {
+// save writes the three files, each atomically, the key sealed if dek is given.
+func (tf *trustFiles) save(dataDir string, dek *raftstore.DataKey) error {
 	dir := tlsDir(dataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -93,10 +138,13 @@ func (tf *trustFiles) save(dataDir string) error {
 	if err != nil {
 		return err
 	}
-	for name, b := range map[string][]byte{caFile: tf.bundle.PEM(), certFile: tf.chain.PEM(), keyFile: keyPEM} {
+	for name, b := range map[string][]byte{caFile: tf.bundle.PEM(), certFile: tf.chain.PEM()} {
 		if err := writeAtomic(filepath.Join(dir, name), b); err != nil {
 			return fmt.Errorf("save %s: %w", name, err)
 		}
+	}
+	if err := writeSecret(dir, keyFile, sealedKeyFile, "node key", keyPEM, dek); err != nil {
+		return fmt.Errorf("save the node key: %w", err)
 	}
 	return nil
 }
@@ -111,8 +159,8 @@ func writeAtomic(path string, b []byte) error {
 
 // gossip keys are kept beside the certificate: a restarted node needs them to gossip
 // before its session (or its Raft log) tells it the current ones.
-func loadGossipKeys(dataDir string) ([][]byte, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, gossipKeyFile))
+func loadGossipKeys(dataDir string, dek *raftstore.DataKey) ([][]byte, error) {
+	b, err := readSecret(dataDir, gossipKeyFile, sealedGossipKeyFile, "gossip keys", dek)
 	if err != nil {
 		return nil, fmt.Errorf("read gossip keys: %w", err)
 	}
@@ -123,12 +171,12 @@ func loadGossipKeys(dataDir string) ([][]byte, error) {
 	return keys, nil
 }
 
-func saveGossipKeys(dataDir string, keys [][]byte) error {
+func saveGossipKeys(dataDir string, keys [][]byte, dek *raftstore.DataKey) error {
 	b, err := json.Marshal(keys)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(dataDir, gossipKeyFile), b)
+	return writeSecret(dataDir, gossipKeyFile, sealedGossipKeyFile, "gossip keys", b, dek)
 }
 
 // nodeTrust is the live side of trustFiles.
@@ -149,10 +197,11 @@ type nodeTrust struct {
 
 	mu    sync.Mutex // serialises saving the files
 	files *trustFiles
+	dek   func() *raftstore.DataKey // the data key to seal the node key with (nil on a worker)
 }
 
 func (d *Daemon) newTrust(tf *trustFiles) *nodeTrust {
-	t := &nodeTrust{holder: pki.NewCertHolder(tf.chain.TLS(tf.key)), files: tf}
+	t := &nodeTrust{holder: pki.NewCertHolder(tf.chain.TLS(tf.key)), files: tf, dek: d.currentDEK}
 	cluster := tf.bundle.ClusterID()
 	t.api = pki.NewVerifier(cluster, tf.bundle, nil)
 	t.raft = pki.NewVerifier(cluster, tf.bundle, d.revokedOnRaft)
@@ -171,7 +220,14 @@ func (t *nodeTrust) setBundle(dataDir string, b *pki.TrustBundle) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.files.bundle = b
-	return t.files.save(dataDir)
+	return t.files.save(dataDir, t.dek())
+}
+
+// resave writes the files again: sealed after a promotion, plain after a demotion.
+func (t *nodeTrust) resave(dataDir string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.files.save(dataDir, t.dek())
 }
 
 // setCert installs a renewed certificate: new connections show it, open ones keep
@@ -179,7 +235,7 @@ func (t *nodeTrust) setBundle(dataDir string, b *pki.TrustBundle) error {
 func (t *nodeTrust) setCert(dataDir string, chain pki.Chain, key *ecdsa.PrivateKey) (*tls.Certificate, error) {
 	t.mu.Lock()
 	t.files.chain, t.files.key = chain, key
-	err := t.files.save(dataDir)
+	err := t.files.save(dataDir, t.dek())
 	t.mu.Unlock()
 	if err != nil {
 		return nil, err

@@ -525,7 +525,8 @@ func TestTrust(t *testing.T) {
 		if !strings.Contains(out, "Rotated the gossip key") {
 			t.Fatalf("gossip-key --rotate: %q", out)
 		}
-		for i := 1; i <= 5; i++ {
+		// Workers keep the keyring plain (managers sealed, see the autolock test).
+		for i := 4; i <= 5; i++ {
 			waitFor(t, 10*time.Second, fmt.Sprintf("node %d on the new key alone", i), func() bool {
 				k := keys(i)
 				return len(k) == 1 && !bytes.Equal(k[0], old[0])
@@ -730,6 +731,21 @@ func TestTrustAutolock(t *testing.T) {
 		if hits := grepDataDirs(t, c.dir, []byte(needle)); len(hits) != 0 {
 			t.Fatalf("%q is on disk in the clear: %v", needle[:12], hits)
 		}
+	}
+	// A manager's own key and its gossip keyring are sealed with its data key, so
+	// autolock guards them too.
+	for i := 1; i <= 2; i++ {
+		for plain, sealed := range map[string]string{"tls/node-key.pem": "tls/node-key.sealed", "gossip-keys.json": "gossip-keys.sealed"} {
+			if _, err := os.Stat(filepath.Join(c.dataDir(i), plain)); err == nil {
+				t.Fatalf("manager %d keeps %s in the clear", i, plain)
+			}
+			if _, err := os.Stat(filepath.Join(c.dataDir(i), sealed)); err != nil {
+				t.Fatalf("manager %d has no %s: %v", i, sealed, err)
+			}
+		}
+	}
+	if hits := grepDataDirs(t, c.dir, []byte("PRIVATE KEY")); len(hits) != 0 {
+		t.Fatalf("a private key in the clear in a manager's data dir: %v", hits)
 	}
 	c.start(1, "")
 	if !c.locked(1) {
