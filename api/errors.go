@@ -28,9 +28,9 @@ const (
 	ErrKindRefused   = "refused"
 	ErrKindNoQuorum  = "no_quorum"
 	ErrKindForbidden = "forbidden"
+	ErrKindBusy      = "busy"
 	ErrKindUnknown   = "unknown"
 	ErrKindInternal  = "internal"
-	ErrKindBusy      = "busy"
 )
 
 var kindSentinels = map[string]error{
@@ -40,8 +40,8 @@ var kindSentinels = map[string]error{
 	ErrKindRefused:   ErrNotLeader,
 	ErrKindNoQuorum:  ErrNoQuorum,
 	ErrKindForbidden: ErrForbidden,
-	ErrKindUnknown:   ErrOutcomeUnknown,
 	ErrKindBusy:      ErrBusy,
+	ErrKindUnknown:   ErrOutcomeUnknown,
 }
 
 // SentinelOf is the sentinel an error kind stands for (nil for internal errors).
@@ -69,12 +69,10 @@ func HTTPStatus(kind string) int {
 		return 404
 	case ErrKindConflict:
 		return 409
-	case ErrKindRefused, ErrKindNoQuorum:
+	case ErrKindRefused, ErrKindNoQuorum, ErrKindBusy:
 		return 503
 	case ErrKindUnknown:
 		return 504
-	case ErrKindBusy:
-		return 429
 	}
 	return 500
 }

@@ -51,10 +51,14 @@ type Node struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Engine       string            `json:"engine"`
 	Resources    Resources         `json:"resources"` // capacity the node offers
-	StatusAt     time.Time         `json:"status_at"`
-	CreatedAt    time.Time         `json:"created_at"`
-	CreateIndex  uint64            `json:"create_index"`
-	ModifyIndex  uint64            `json:"modify_index"`
+	// The node's current certificate as its issuer recorded it: the signing root's
+	// key ID (a CA rotation finishes when every node is on the new root) and expiry.
+	CertIssuer  string    `json:"cert_issuer,omitempty"`
+	CertExpiry  time.Time `json:"cert_expiry,omitzero"`
+	StatusAt    time.Time `json:"status_at"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
 
 	// Subnet is the node's share of the cluster's container pool (CIDR), chosen by
 	// the FSM when the node joins and freed when it is removed; "" before then.

@@ -8,19 +8,27 @@ type ErrorBody struct {
 	Kind  string `json:"kind"`
 }
 
-// JoinRequest asks the cluster to admit a node.
+// JoinRequest asks the cluster to admit a node. It is sent only over a connection
+// whose manager proved, in the handshake, the CA the token pins. The node's ID is
+// the manager's choice; the node sends a certificate request for a key it keeps.
 type JoinRequest struct {
 	Token string `json:"token"`
 	Node  Node   `json:"node"`
+	CSR   []byte `json:"csr"` // DER
 }
 
-// JoinResponse tells a joining node what it joined.
+// JoinResponse tells a joining node what it joined and who it now is.
 type JoinResponse struct {
+	NodeID    string   `json:"node_id"`
 	ClusterID string   `json:"cluster_id"`
 	Role      NodeRole `json:"role"`
 	Managers  []Node   `json:"managers"`
 	// Network is the cluster's address plan, fixed at init.
 	Network ClusterNetwork `json:"network"`
+	// Certificate is the node's chain (PEM, leaf first); CA the roots to trust.
+	Certificate string   `json:"certificate"`
+	CA          string   `json:"ca"`
+	GossipKeys  [][]byte `json:"gossip_keys"`
 }
 
 // ClusterNetwork is the cluster's address plan, set at init and never changed:
@@ -32,6 +40,50 @@ type ClusterNetwork struct {
 	// ServiceRange keeps the JSON name of the VIP pool it replaced, so clusters
 	// initialised before the rename read the same.
 	ServiceRange string `json:"vip_pool"`
+}
+
+// CertificateRequest asks for a certificate for a key the caller keeps: a node's
+// renewal (the role and ID are the node table's) or an operator's client
+// certificate (Name is then the operator's name).
+type CertificateRequest struct {
+	CSR  []byte `json:"csr"` // DER
+	Name string `json:"name,omitempty"`
+}
+
+// CertificateResponse is an issued chain and the roots to trust.
+type CertificateResponse struct {
+	Certificate string `json:"certificate"`
+	CA          string `json:"ca"`
+}
+
+// CAInfo describes the cluster's CA.
+type CAInfo struct {
+	// CA is the trust bundle (PEM): one root, or two during a rotation.
+	CA string `json:"ca"`
+	// Digest is the CA digest join tokens carry.
+	Digest     string `json:"digest"`
+	Rotating   bool   `json:"rotating"`
+	CertExpiry string `json:"cert_expiry"`
+	// Pending lists the nodes whose certificate the current root has not signed
+	// yet: a rotation finishes when it is empty.
+	Pending []string `json:"pending,omitempty"`
+}
+
+// GossipKeyInfo describes the gossip keyring (never the keys themselves).
+type GossipKeyInfo struct {
+	Keys int `json:"keys"`
+	// Phase of a rotation under way: 1 new key installed, 2 new key in use, 0 done.
+	Phase int `json:"phase"`
+}
+
+// UnlockKey is the cluster's unlock key ("" when autolock is off).
+type UnlockKey struct {
+	Key string `json:"key"`
+}
+
+// UnlockRequest gives a locked manager its unlock key.
+type UnlockRequest struct {
+	Key string `json:"key"`
 }
 
 // Info describes the node answering and the cluster as it sees it.
@@ -56,6 +108,8 @@ type Info struct {
 	Version     string   `json:"version"`
 	DNSAddr     string   `json:"dns_addr"`
 	GossipAlive int      `json:"gossip_alive"`
+	// Locked: an autolocked manager waiting for 'swarmlet unlock'.
+	Locked bool `json:"locked,omitempty"`
 }
 
 // DebugState lets scenario checkers compare managers.
@@ -116,6 +170,10 @@ type Assignments struct {
 	// ImageSources names, for each pinned image ID this node's tasks need, the
 	// other nodes whose live tasks hold it (node-to-node image sharing).
 	ImageSources map[string][]string `json:"image_sources,omitempty"`
+	// CA is the trust bundle (PEM) and GossipKeys the gossip keyring: a worker
+	// follows CA rotations and gossip key changes through its session.
+	CA         string   `json:"ca,omitempty"`
+	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
 }
 
 // StatusReport carries a worker's task status changes. Whose tasks they are is

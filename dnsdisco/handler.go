@@ -84,7 +84,7 @@ func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
-	m.RecursionAvailable = len(s.upstreams) > 0
+	m.RecursionAvailable = len(s.upstreams) > 0 && recurse
 	if apex {
 		s.answerApex(m, q, ix)
 		return m

@@ -132,7 +132,10 @@ type Config struct {
 	BindPort  int               // 0 = pick a free port
 	Meta      map[string]string // node metadata; encoded it must fit in 512 bytes (ErrMetaTooBig)
 	SecretKey []byte            // optional gossip encryption key, 16, 24 or 32 bytes (AES-128/192/256)
-	Logger    *slog.Logger      // nil = discard; memberlist's own output goes here at debug level; component=gossip is added
+	// Keys, if set, is a keyring instead (SecretKey then must be empty): every key
+	// opens incoming messages, the first one seals outgoing ones. SetKeys changes it.
+	Keys   [][]byte
+	Logger *slog.Logger // nil = discard; memberlist's own output goes here at debug level; component=gossip is added
 
 	// Timing knobs; zero means the Default* above.
 	ProbeInterval  time.Duration
@@ -151,11 +154,12 @@ var ErrShutdown = errors.New("gossip: shut down")
 
 // Gossip is a running cluster member.
 type Gossip struct {
-	name  string
-	log   *slog.Logger
-	ml    *memberlist.Memberlist
-	tr    *transport
-	bcast *memberlist.TransmitLimitedQueue
+	keyring *memberlist.Keyring // nil: unencrypted
+	name    string
+	log     *slog.Logger
+	ml      *memberlist.Memberlist
+	tr      *transport
+	bcast   *memberlist.TransmitLimitedQueue
 
 	mu      sync.Mutex
 	meta    []byte                  // local meta, encoded
@@ -240,9 +244,16 @@ func Start(cfg Config) (*Gossip, error) {
 		return nil, err
 	}
 	var keyring *memberlist.Keyring
-	if len(cfg.SecretKey) > 0 {
+	switch {
+	case len(cfg.SecretKey) > 0 && len(cfg.Keys) > 0:
+		return nil, errors.New("gossip: give SecretKey or Keys, not both")
+	case len(cfg.SecretKey) > 0:
 		if keyring, err = memberlist.NewKeyring(nil, cfg.SecretKey); err != nil {
 			return nil, fmt.Errorf("gossip: secret key: %w", err)
+		}
+	case len(cfg.Keys) > 0:
+		if keyring, err = memberlist.NewKeyring(cfg.Keys[1:], cfg.Keys[0]); err != nil {
+			return nil, fmt.Errorf("gossip: keyring: %w", err)
 		}
 	}
 
@@ -254,6 +265,7 @@ func Start(cfg Config) (*Gossip, error) {
 	}
 
 	g := &Gossip{
+		keyring: keyring,
 		name:    cfg.Name,
 		log:     logger,
 		tr:      tr,

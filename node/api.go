@@ -13,6 +13,7 @@ import (
 	"github.com/swarmlet/swarmlet/gossip"
 	"github.com/swarmlet/swarmlet/node/forward"
 	"github.com/swarmlet/swarmlet/node/httpapi"
+	"github.com/swarmlet/swarmlet/node/pki"
 	"github.com/swarmlet/swarmlet/node/ui"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
@@ -61,7 +62,15 @@ func (d *Daemon) startAPI() error {
 		uln.Close()
 		return fmt.Errorf("listen on %s: %w (is another node using port %d on %s?)", d.cfg.apiAddr(), err, d.cfg.PortBase, d.cfg.AdvertiseAddr)
 	}
-	d.servers = append(d.servers, srv.Serve(uln), srv.Serve(tln))
+	// TCP is mutual TLS only: a client without a certificate of the cluster gets a
+	// TLS alert, never an answer (the join protocol aside, trust.go).
+	secure := pki.NewListener(tln, d.trust.apiServerConfig(), pki.ListenerOptions{
+		Refused: func(remote net.Addr, err error) {
+			d.log.Debug("API connection refused", "from", remote.String(), "err", err)
+		},
+	})
+	d.servers = append(d.servers, srv.Serve(uln, httpapi.ServeOptions{Socket: true}),
+		srv.Serve(secure, httpapi.ServeOptions{ConnState: d.apiConnState}))
 	return nil
 }
 
@@ -127,6 +136,10 @@ func (n apiNode) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions
 func (n apiNode) Dispatcher() *dispatcher.Dispatcher { return n.d.dispatcher.Load() }
 
 func (n apiNode) MembersChanged() { n.d.nudgeMembers() }
+
+func (n apiNode) RoleOf(nodeID string, certRole api.NodeRole) api.NodeRole {
+	return n.d.roleOf(nodeID, certRole)
+}
 
 func (d *Daemon) nudgeMembers() {
 	select {

@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"time"
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/node/pki"
 )
 
 // Default ports, offsets from --port-base so a whole cluster fits on one machine as
@@ -58,7 +60,13 @@ type Config struct {
 	ForceNewCluster bool
 	JoinAddr        string // MANAGER_ADDR[:PORT]
 	Token           string
-	Logger          *slog.Logger
+	// CertExpiry is the lifetime of the certificates the cluster's CA issues (init
+	// only; 0: pki.DefaultCertExpiry).
+	CertExpiry time.Duration
+	// Autolock wraps every manager's Raft data key with an unlock key the operator
+	// must give after each restart (init only).
+	Autolock bool
+	Logger   *slog.Logger
 	// Out receives the few lines meant for the operator (join commands).
 	Out func(format string, args ...any)
 }
@@ -134,6 +142,9 @@ func (c *Config) Validate() error {
 	case NetworkAuto, NetworkOn, NetworkOff:
 	default:
 		return fmt.Errorf("invalid --cluster-network %q: use auto, on or off", c.ClusterNetwork)
+	}
+	if c.CertExpiry != 0 && c.CertExpiry < pki.MinCertExpiry {
+		return fmt.Errorf("invalid --cert-expiry %s: at least %s (renewal runs at 50-80%% of it)", c.CertExpiry, pki.MinCertExpiry)
 	}
 	if !c.Init && c.JoinAddr == "" {
 		return fmt.Errorf("join needs a manager address")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -18,10 +17,9 @@ import (
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/dispatcher"
 	"github.com/swarmlet/swarmlet/gossip"
-	"github.com/swarmlet/swarmlet/node/client"
 	"github.com/swarmlet/swarmlet/node/forward"
 	"github.com/swarmlet/swarmlet/node/metrics"
-	"github.com/swarmlet/swarmlet/node/token"
+	"github.com/swarmlet/swarmlet/node/pki"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
 
@@ -65,6 +63,16 @@ type Daemon struct {
 	engineKind string
 	metrics    *metrics.Metrics
 	left       bool // this node left the cluster: forget it on stop
+
+	// Trust (trust.go, follow.go, atrest.go).
+	trust        *nodeTrust
+	renewer      *pki.Renewer
+	sessionNodes atomic.Pointer[map[string]api.NodeRole] // a worker's node table, from its session
+	gossipKeys   [][]byte
+	pendingInit  *initTrust
+	keyFile      *raftstore.KeyFile // a manager's Raft data key file
+	dek          *raftstore.DataKey
+	wrappedWith  string // the unlock key the data key is wrapped with ("" without autolock)
 }
 
 // ErrAlreadyRunning is returned when another daemon holds the data dir.
@@ -122,25 +130,42 @@ func (d *Daemon) start(ctx context.Context) error {
 		if d.cfg.ForceNewCluster {
 			return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds none", d.cfg.DataDir)
 		}
-		// The cluster's ID is chosen now: the node's parts name it (they
-		// mark what they make on the host with it) before initCluster
-		// records it.
-		id = &identity{NodeID: token.RandomID(12), Role: api.RoleManager, ClusterID: token.RandomID(16)}
+		if id, err = d.prepareInit(); err != nil {
+			return err
+		}
 	case fresh:
 		if id, err = d.joinCluster(ctx); err != nil {
 			return err
 		}
 	default:
 		d.log.Info("resuming", "node", id.NodeID, "role", id.Role, "cluster", id.ClusterID)
-		if d.cfg.ForceNewCluster {
-			if id.Role != api.RoleManager {
-				return fmt.Errorf("--force-new-cluster: this node is a worker; run it on a surviving manager")
-			}
-			if err := raftstore.RecoverSingle(raftstore.Config{NodeID: id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir()}); err != nil {
-				return err
-			}
-			d.log.Info("raft configuration reset to this node alone", "node", id.NodeID)
+	}
+	d.mu.Lock()
+	d.id = id
+	d.mu.Unlock()
+	if id.Role == api.RoleManager && d.dek == nil {
+		// A resumed manager: with autolock this waits for 'swarmlet unlock'. Its
+		// node key and gossip keys are sealed with the data key too.
+		if err := d.openDataKey(ctx); err != nil {
+			return err
 		}
+	}
+	tf, err := loadTrustFiles(d.cfg.DataDir, d.dek)
+	if err != nil {
+		return err
+	}
+	d.trust = d.newTrust(tf)
+	if d.gossipKeys, err = loadGossipKeys(d.cfg.DataDir, d.dek); err != nil {
+		return err
+	}
+	if !fresh && d.cfg.ForceNewCluster {
+		if id.Role != api.RoleManager {
+			return fmt.Errorf("--force-new-cluster: this node is a worker; run it on a surviving manager")
+		}
+		if err := raftstore.RecoverSingle(raftstore.Config{NodeID: id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir(), DataKey: d.dek}); err != nil {
+			return err
+		}
+		d.log.Info("raft configuration reset to this node alone", "node", id.NodeID)
 	}
 	id.PortBase, id.Addr = d.cfg.PortBase, d.cfg.AdvertiseAddr
 	// A fresh init is saved by initCluster once the cluster exists, so a failed
@@ -150,11 +175,8 @@ func (d *Daemon) start(ctx context.Context) error {
 			return err
 		}
 	}
-	d.mu.Lock()
-	d.id = id
-	d.mu.Unlock()
 	d.log = d.log.With("node", id.NodeID)
-	d.peers = forward.NewPeers(d.cfg.AdvertiseAddr, id.NodeID)
+	d.peers = forward.NewPeers(d.cfg.AdvertiseAddr, d.trust.clientConfig(false), d.trust.clientConfig(true))
 	d.router = d.newRouter()
 
 	if id.Role == api.RoleManager {
@@ -183,6 +205,9 @@ func (d *Daemon) start(ctx context.Context) error {
 	// The worker starts once gossip and raft are up: its session needs them.
 	d.goBG(func() { _ = d.parts.agent.Run(ctx) })
 	d.goBG(func() { d.registerLoop(ctx) })
+	d.renewer = pki.NewRenewer(pki.RenewerConfig{Holder: d.trust.holder, Renew: d.renewCert, Logger: d.log.With("component", "renewer")})
+	d.goBG(func() { _ = d.renewer.Run(ctx) })
+	d.goBG(func() { d.watchTrust(ctx) })
 	d.log.Info("started", "role", id.Role, "api", d.cfg.apiAddr(), "socket", d.cfg.socketPath())
 	return nil
 }
@@ -210,13 +235,21 @@ func (d *Daemon) lockDataDir() error {
 }
 
 func (d *Daemon) startRaft(bootstrap bool) error {
-	stream, err := newStreamLayer(d.cfg.raftAddr())
+	if d.currentDEK() == nil {
+		// A promoted worker: its Raft dir is new, and its node key and gossip keys
+		// are sealed from now on.
+		if err := d.openDataKey(context.Background()); err != nil {
+			return err
+		}
+		d.resealSecrets()
+	}
+	stream, err := d.newStreamLayer(d.cfg.raftAddr())
 	if err != nil {
 		return fmt.Errorf("start raft: %w (is another node using port %d on %s?)", err, d.cfg.PortBase+offsetRaft, d.cfg.AdvertiseAddr)
 	}
 	st, err := raftstore.Open(raftstore.Config{
 		NodeID: d.id.NodeID, RaftAddr: d.cfg.raftAddr(), DataDir: d.raftDir(),
-		Stream: stream, Bootstrap: bootstrap,
+		Stream: stream, Bootstrap: bootstrap, DataKey: d.dek,
 		SnapshotThreshold: envUint("SWARMLET_RAFT_SNAPSHOT_THRESHOLD"),
 		TrailingLogs:      envUint("SWARMLET_RAFT_TRAILING_LOGS"),
 		SnapshotInterval:  envDuration("SWARMLET_RAFT_SNAPSHOT_INTERVAL"),
@@ -224,6 +257,7 @@ func (d *Daemon) startRaft(bootstrap bool) error {
 		Hooks:             d.raftHooks(),
 	})
 	if err != nil {
+		stream.Close()
 		return fmt.Errorf("start raft on %s: %w", d.cfg.raftAddr(), err)
 	}
 	d.observeLeaders(st)
@@ -249,88 +283,6 @@ func (d *Daemon) engineName() string {
 		return d.engineKind
 	}
 	return d.cfg.Engine
-}
-
-// initCluster waits for the fresh single-voter Raft to elect this node, then
-// records the cluster and this node.
-func (d *Daemon) initCluster(ctx context.Context) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for !d.store.IsLeader() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("init: this node did not become leader of its new cluster within 10s")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	plan, err := d.cfg.plan()
-	if err != nil {
-		return err
-	}
-	clusterID := d.id.ClusterID
-	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
-		ClusterID: clusterID, WorkerSecret: token.RandomID(25), ManagerSecret: token.RandomID(25),
-		ClusterNetwork: plan, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
-	}); err != nil {
-		return fmt.Errorf("init cluster: %w", err)
-	}
-	self := d.selfNode(d.id)
-	self.Status, self.StatusAt = api.NodeReady, time.Now().UTC()
-	if _, err := d.store.Apply(actx, &raftstore.NodeUpsert{Node: self}); err != nil {
-		return fmt.Errorf("init cluster: register node: %w", err)
-	}
-	d.mu.Lock()
-	d.id.ClusterID = clusterID
-	d.id.Managers = []api.Node{self}
-	d.id.Network = plan
-	err = d.id.save(d.cfg.DataDir)
-	d.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	cl := d.store.Snapshot().Cluster()
-	d.cfg.Out("Swarmlet initialised: node %s is now a manager.\n\n", d.id.NodeID)
-	joinAddr := JoinAddr(d.cfg.AdvertiseAddr, d.cfg.PortBase+offsetAPI)
-	d.cfg.Out("To add a worker to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.WorkerSecret), joinAddr)
-	d.cfg.Out("To add a manager to this cluster, run:\n\n    swarmlet join --token %s %s\n\n", token.Make(cl.ID, cl.ManagerSecret), joinAddr)
-	return nil
-}
-
-// joinCluster asks a manager to admit this node and returns its new identity.
-func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
-	if d.cfg.Token == "" {
-		return nil, fmt.Errorf("join needs --token (get one with 'swarmlet join-token worker' on a manager)")
-	}
-	if _, _, err := token.Parse(d.cfg.Token); err != nil {
-		return nil, err
-	}
-	addr := d.cfg.JoinAddr
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPortBase+offsetAPI))
-	}
-	c, err := client.New("tcp://"+addr, client.Options{LocalAddr: d.cfg.AdvertiseAddr, Timeout: 15 * time.Second})
-	if err != nil {
-		return nil, err
-	}
-	id := &identity{NodeID: token.RandomID(12)}
-	self := d.selfNode(id)
-	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	resp, err := c.Join(jctx, api.JoinRequest{Token: d.cfg.Token, Node: self})
-	if err != nil {
-		if errors.Is(err, client.ErrUnreachable) {
-			return nil, fmt.Errorf("join %s: no swarmlet manager answers there (is the address right and the manager running?)", addr)
-		}
-		return nil, fmt.Errorf("join %s: %w", addr, err)
-	}
-	id.ClusterID, id.Role, id.Managers, id.Network = resp.ClusterID, resp.Role, resp.Managers, resp.Network
-	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr)
-	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
-	return id, nil
 }
 
 // shutdown stops the node's parts in reverse order. Tasks keep running: a restart

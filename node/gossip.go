@@ -28,6 +28,10 @@ func (d *Daemon) startGossip() error {
 	g, err := gossip.Start(gossip.Config{
 		Name: d.id.NodeID, BindAddr: d.cfg.AdvertiseAddr, BindPort: d.cfg.gossipPort(),
 		Meta: d.gossipMeta(), Logger: d.log.With("component", "gossip"),
+		// Encrypted and authenticated both ways with the cluster's keyring (kept in
+		// Raft, followed through follow.go): a member without the key can neither
+		// join nor be heard.
+		Keys: d.gossipKeys,
 	})
 	if err != nil {
 		return fmt.Errorf("start gossip on %s:%d: %w", d.cfg.AdvertiseAddr, d.cfg.gossipPort(), err)

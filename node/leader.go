@@ -98,6 +98,8 @@ func (d *Daemon) runLeader(ctx context.Context, st *raftstore.Store) {
 	defer tick.Stop()
 	for {
 		d.reconcileMembers(ctx, st)
+		d.finishRotation(ctx, st)
+		d.stepGossipRotation(ctx, st)
 		select {
 		case <-ctx.Done():
 			log.Info("leadership lost")

@@ -33,6 +33,8 @@ type nodeParts struct {
 	net      *clusternet.Net
 
 	feeder *discovery.Feeder
+	// localnet turns route_localnet on only where a backend is reached (nftables).
+	localnet *lb.LocalnetSetter
 }
 
 // chooseEngine resolves --engine auto: Docker when its socket answers.
@@ -99,9 +101,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		}
 		p.balancer = bal
 		if bal.Name() == lb.KindNftables {
-			if err := lb.EnableRouteLocalnet(); err != nil {
-				d.log.Warn("route_localnet", "err", err)
-			}
+			p.localnet = &lb.LocalnetSetter{}
 		}
 		if bal.Name() != lb.KindUserspace {
 			// The routing mesh forwards published-port traffic to tasks on
@@ -124,6 +124,8 @@ func (d *Daemon) startParts(ctx context.Context) error {
 			// The container network first: the worker starts this answer's
 			// tasks right after, and they join it.
 			p.net.Apply(ctx, as)
+			d.followSession(as)
+			p.routeLocalnet(d, as)
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
 		}})
@@ -158,4 +160,34 @@ func (d *Daemon) stopParts() {
 		p.images.Close()
 	}
 	_ = p.engine.Close()
+}
+
+// routeLocalnet turns route_localnet on for the interfaces towards the backends of
+// the session's endpoint table, before the balancer sends traffic there.
+func (p *nodeParts) routeLocalnet(d *Daemon, as api.Assignments) {
+	if p.localnet == nil {
+		return
+	}
+	var addrs []netip.Addr
+	for _, se := range as.Endpoints {
+		for _, e := range se.Tasks {
+			for _, s := range []string{e.Addr, e.NodeIP} {
+				if a, err := netip.ParseAddr(s); err == nil {
+					addrs = append(addrs, a)
+				}
+			}
+		}
+	}
+	for _, n := range as.Nodes {
+		if a, err := netip.ParseAddr(n.Addr); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	changed, err := p.localnet.For(addrs)
+	if err != nil {
+		d.log.Warn("route_localnet", "err", err)
+	}
+	if len(changed) > 0 {
+		d.log.Info("route_localnet enabled for the balancer's backends", "interfaces", changed)
+	}
 }

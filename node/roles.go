@@ -39,7 +39,9 @@ func (d *Daemon) followRole(ctx context.Context, as api.Assignments) {
 		d.log.Info("demoted: stopping raft")
 		d.mu.Lock()
 		d.store = nil
+		d.keyFile, d.dek, d.wrappedWith = nil, nil, ""
 		d.mu.Unlock()
+		d.resealSecrets() // plain again: the data key goes with the Raft dir
 		d.setRole(api.RoleWorker)
 		go func() {
 			// Let requests in flight on the old store finish before closing it.

@@ -129,6 +129,6 @@ func (d *Daemon) leave(ctx context.Context) error {
 
 // forgetCluster runs after a leave, once everything is stopped.
 func (d *Daemon) forgetCluster() {
-	_ = os.RemoveAll(d.raftDir())
+	d.forgetFiles()
 	_ = os.Remove(identityPath(d.cfg.DataDir))
 }

@@ -51,6 +51,14 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyServiceUpdateStatus(txn, index, c)
 	case *LeaderElected:
 		res = c // nothing but its event
+	case *CAUpdate:
+		res, err = applyCAUpdate(txn, index, c)
+	case *GossipKeysSet:
+		res, err = applyGossipKeys(txn, index, c)
+	case *UnlockKeySet:
+		res, err = applyUnlockKey(txn, index, c)
+	case *NodeCert:
+		res, err = applyNodeCert(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -83,7 +91,7 @@ func applyClusterInit(txn *memdb.Txn, index uint64, c *ClusterInit) (any, error)
 	if err := checkPlan(c.ClusterNetwork); err != nil {
 		return nil, err
 	}
-	cl := &Cluster{ID: c.ClusterID, WorkerSecret: c.WorkerSecret, ManagerSecret: c.ManagerSecret,
+	cl := &Cluster{ID: c.ClusterID, Trust: c.Trust,
 		ClusterNetwork: c.ClusterNetwork, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
 	putCluster(txn, cl)
 	return cl, nil
@@ -97,25 +105,6 @@ type clusterRow struct {
 
 func putCluster(txn *memdb.Txn, c *Cluster) {
 	mustInsert(txn, tableCluster, &clusterRow{ID: "cluster", C: c})
-}
-
-func applyTokenRotate(txn *memdb.Txn, index uint64, c *TokenRotate) (any, error) {
-	cur := getCluster(txn)
-	if cur == nil {
-		return nil, ErrNotInitialized
-	}
-	cl := *cur
-	switch c.Role {
-	case api.RoleWorker:
-		cl.WorkerSecret = c.Secret
-	case api.RoleManager:
-		cl.ManagerSecret = c.Secret
-	default:
-		return nil, fmt.Errorf("unknown role %q: %w", c.Role, ErrInvalid)
-	}
-	cl.ModifyIndex = index
-	putCluster(txn, &cl)
-	return &cl, nil
 }
 
 func getNode(txn *memdb.Txn, id string) *api.Node {
@@ -142,6 +131,9 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 		// The operator owns availability and labels; a restarting node must not reset them.
 		n.Availability, n.Labels = old.Availability, old.Labels
 		n.CreatedAt, n.CreateIndex = old.CreatedAt, old.CreateIndex
+		if n.CertIssuer == "" {
+			n.CertIssuer, n.CertExpiry = old.CertIssuer, old.CertExpiry
+		}
 		if n.Status == "" {
 			n.Status, n.StatusAt = old.Status, old.StatusAt
 		}

@@ -96,7 +96,7 @@ func TestSealedRaft(t *testing.T) {
 
 	n1 := openSealed(t, dir1, "n1", key1, t1, true)
 	waitFor(t, "n1 to lead", func() bool { return n1.raft.State() == raft.Leader })
-	apply(t, n1.raft, &ClusterInit{ClusterID: "c1", WorkerSecret: marker, ManagerSecret: "m-" + marker,
+	apply(t, n1.raft, &ClusterInit{ClusterID: "c1", Trust: ClusterTrust{CAKey: []byte(marker), UnlockKey: "m-" + marker},
 		ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}})
 	// Enough state for a snapshot of several 64 KiB frames.
 	for i := range 200 {
@@ -121,7 +121,7 @@ func TestSealedRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "n2 to catch up", func() bool { return n2.state.Snapshot().Node("late") != nil })
-	if c := n2.state.Snapshot().Cluster(); c == nil || c.WorkerSecret != marker {
+	if c := n2.state.Snapshot().Cluster(); c == nil || string(c.Trust.CAKey) != marker {
 		t.Fatalf("n2 cluster record %+v", c)
 	}
 	if got := n2.raft.Stats()["last_snapshot_index"]; got == "0" {
@@ -143,7 +143,7 @@ func TestSealedRaft(t *testing.T) {
 	_, t1b := raft.NewInmemTransport("n1")
 	n1 = openSealed(t, dir1, "n1", key1, t1b, false)
 	defer n1.close(t)
-	if c := n1.state.Snapshot().Cluster(); c == nil || c.WorkerSecret != marker {
+	if c := n1.state.Snapshot().Cluster(); c == nil || string(c.Trust.CAKey) != marker {
 		t.Fatalf("restored cluster record %+v", c)
 	}
 	if n1.state.Snapshot().Node("node199") == nil {

@@ -27,6 +27,10 @@ const (
 	MsgServiceRollback
 	MsgServiceUpdateStatus
 	MsgLeaderElected
+	MsgCAUpdate
+	MsgGossipKeys
+	MsgUnlockKey
+	MsgNodeCert
 )
 
 var msgNames = map[MsgType]string{
@@ -35,6 +39,7 @@ var msgNames = map[MsgType]string{
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
 	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
+	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert",
 }
 
 func (t MsgType) String() string {
@@ -48,12 +53,12 @@ func (t MsgType) String() string {
 // chosen by the proposer and carried in the command, so Apply is deterministic.
 type Command interface{ Type() MsgType }
 
-// ClusterInit creates the cluster: its ID, the join-token secrets and the
-// address plan (container pool, per-node subnet length, service range).
+// ClusterInit creates the cluster: its ID, its trust material (CA, hashed join
+// secrets, gossip keys, unlock key) and the address plan (container pool, per-node
+// subnet length, service range).
 type ClusterInit struct {
-	ClusterID     string `json:"cluster_id"`
-	WorkerSecret  string `json:"worker_secret"`
-	ManagerSecret string `json:"manager_secret"`
+	ClusterID string       `json:"cluster_id"`
+	Trust     ClusterTrust `json:"trust"`
 	// An init written before the cluster network has only the service range
 	// (then called the VIP pool); the pool then takes its defaults.
 	api.ClusterNetwork
@@ -149,10 +154,13 @@ type TaskOps struct {
 	Ops []api.TaskOp `json:"ops"`
 }
 
-// TokenRotate replaces one role's join secret; the old token stops working.
+// TokenRotate moves one role's join token to the next generation: the proposer
+// derives the new secret from the CA key and sends only its hash, so the old token
+// stops working at once and no secret is written.
 type TokenRotate struct {
-	Role   api.NodeRole `json:"role"`
-	Secret string       `json:"secret"`
+	Role       api.NodeRole `json:"role"`
+	Generation uint64       `json:"generation"` // the current generation + 1
+	Hash       string       `json:"hash"`
 }
 
 // LeaderElected records, in the log and so in the event log, that a new leader
@@ -180,6 +188,10 @@ func (TokenRotate) Type() MsgType         { return MsgTokenRotate }
 func (ServiceRollback) Type() MsgType     { return MsgServiceRollback }
 func (ServiceUpdateStatus) Type() MsgType { return MsgServiceUpdateStatus }
 func (LeaderElected) Type() MsgType       { return MsgLeaderElected }
+func (CAUpdate) Type() MsgType            { return MsgCAUpdate }
+func (GossipKeysSet) Type() MsgType       { return MsgGossipKeys }
+func (UnlockKeySet) Type() MsgType        { return MsgUnlockKey }
+func (NodeCert) Type() MsgType            { return MsgNodeCert }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -225,6 +237,14 @@ func Decode(b []byte) (Command, error) {
 		c = &ServiceUpdateStatus{}
 	case MsgLeaderElected:
 		c = &LeaderElected{}
+	case MsgCAUpdate:
+		c = &CAUpdate{}
+	case MsgGossipKeys:
+		c = &GossipKeysSet{}
+	case MsgUnlockKey:
+		c = &UnlockKeySet{}
+	case MsgNodeCert:
+		c = &NodeCert{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

@@ -18,7 +18,7 @@ func deployHistory() []Command {
 	task := &api.Task{ID: "t1", ServiceID: "s1", ServiceName: "web", Slot: 1, DesiredState: api.TaskReady, CrashLoop: 2,
 		RestartAt: t0.Add(2 * time.Second), Status: api.TaskStatus{State: api.TaskNew, Timestamp: t0}}
 	return []Command{
-		&ClusterInit{ClusterID: "c1", WorkerSecret: "w", ManagerSecret: "m", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
+		&ClusterInit{ClusterID: "c1", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
 		&NodeUpsert{Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Role: api.RoleManager}},
 		&ServiceCreate{ID: "s1", Spec: spec("web", 3), At: t0},
 		&ServiceUpdate{Name: "web", ExpectedVersion: 1, Spec: v2, At: t0.Add(time.Second)},

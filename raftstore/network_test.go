@@ -11,7 +11,7 @@ import (
 )
 
 func planInit(pool string, bits int, services string) *ClusterInit {
-	return &ClusterInit{ClusterID: "c1", WorkerSecret: "w", ManagerSecret: "m", PortRange: [2]int{30000, 30999}, At: t0,
+	return &ClusterInit{ClusterID: "c1", PortRange: [2]int{30000, 30999}, At: t0,
 		ClusterNetwork: api.ClusterNetwork{Pool: pool, SubnetBits: bits, ServiceRange: services}}
 }
 

@@ -25,11 +25,10 @@ var (
 	ErrInvalid         = api.ErrInvalid
 )
 
-// Cluster is the cluster-wide record: identity, join secrets and the address plan.
+// Cluster is the cluster-wide record: identity, trust material and the address plan.
 type Cluster struct {
-	ID            string `json:"id"`
-	WorkerSecret  string `json:"worker_secret"`
-	ManagerSecret string `json:"manager_secret"`
+	ID    string       `json:"id"`
+	Trust ClusterTrust `json:"trust"`
 	api.ClusterNetwork
 	PortRange   [2]int `json:"port_range"`
 	CreateIndex uint64 `json:"create_index"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ func history() []Command {
 	task := &api.Task{ID: "t1", ServiceID: "s1", ServiceName: "web", Slot: 1, DesiredState: api.TaskRunning,
 		Status: api.TaskStatus{State: api.TaskNew, Timestamp: t0}}
 	return []Command{
-		&ClusterInit{ClusterID: "c1", WorkerSecret: "w", ManagerSecret: "m", ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
+		&ClusterInit{ClusterID: "c1", Trust: ClusterTrust{CACert: []byte("ca1"), CAKey: []byte("k1"),
+			WorkerToken: TokenSecret{Hash: "w"}, ManagerToken: TokenSecret{Hash: "m"}, GossipKeys: [][]byte{make([]byte, 32)}}, ClusterNetwork: api.ClusterNetwork{ServiceRange: "127.128.0.0/16"}, PortRange: [2]int{30000, 30999}, At: t0},
 		&NodeUpsert{Node: api.Node{ID: "n1", Hostname: "h1", Addr: "127.0.0.1", Role: api.RoleManager}},
 		&NodeUpsert{Node: api.Node{ID: "n2", Hostname: "h2", Addr: "127.0.0.2", Role: api.RoleWorker}},
 		&NodeUpdate{NodeID: "n2", Availability: api.AvailabilityDrain, LabelAdd: map[string]string{"zone": "a"}},
@@ -32,7 +34,11 @@ func history() []Command {
 		&ServiceUpdate{Name: "web", ExpectedVersion: 1, Spec: spec("web", 3), At: t0},
 		&TaskOps{Ops: []api.TaskOp{{Kind: api.TaskOpCreate, Task: task}, {Kind: api.TaskOpAssign, TaskID: "t1", NodeID: "n1", At: t0}}},
 		&TaskOps{Ops: []api.TaskOp{{Kind: api.TaskOpStatus, TaskID: "t1", NodeID: "n1", Status: api.TaskStatus{State: api.TaskRunning, Timestamp: t0}}}},
-		&TokenRotate{Role: api.RoleWorker, Secret: "w2"},
+		&TokenRotate{Role: api.RoleWorker, Generation: 1, Hash: "w2"},
+		&CAUpdate{Prev: []byte("ca1"), CACert: []byte("ca2"), CAKey: []byte("k2"), WorkerHash: "w3", ManagerHash: "m3"},
+		&GossipKeysSet{Keys: [][]byte{make([]byte, 16), make([]byte, 32)}},
+		&UnlockKeySet{Key: "SWLKEY-1-" + strings.Repeat("0", 49) + "1"},
+		&NodeCert{NodeID: "n1", Issuer: "root2", Expiry: t0},
 		&ServiceCreate{ID: "s2", Spec: spec("api", 1), At: t0},
 		&ServiceRemove{Name: "api", At: t0},
 		&NodeRemove{NodeID: "n2"},
@@ -64,8 +70,13 @@ func TestApplyEachCommand(t *testing.T) {
 	if v.Index() != uint64(len(history())) {
 		t.Fatalf("index %d", v.Index())
 	}
-	if c := v.Cluster(); c == nil || c.WorkerSecret != "w2" || c.ManagerSecret != "m" {
+	if c := v.Cluster(); c == nil || c.Trust.WorkerToken != (TokenSecret{Hash: "w3", Generation: 1}) ||
+		c.Trust.ManagerToken != (TokenSecret{Hash: "m3"}) || string(c.Trust.CACert) != "ca2" || string(c.Trust.CAKey) != "k2" ||
+		len(c.Trust.GossipKeys) != 2 || c.Trust.UnlockKey == "" {
 		t.Fatalf("cluster %+v", c)
+	}
+	if n := v.Node("n1"); n.CertIssuer != "root2" || !n.CertExpiry.Equal(t0) {
+		t.Fatalf("node cert %+v", n)
 	}
 	if v.Node("n2") != nil || v.Node("n1") == nil {
 		t.Fatal("node remove")
@@ -106,6 +117,15 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		{"remove ready node", &NodeRemove{NodeID: "n1"}, ErrInvalid},
 		{"bad spec", &ServiceCreate{ID: "s9", Spec: api.ServiceSpec{Name: "Bad_Name", Image: "x"}}, ErrInvalid},
 		{"second init", &ClusterInit{ClusterID: "c2"}, ErrInvalid},
+		{"token generation skipped", &TokenRotate{Role: api.RoleWorker, Generation: 3, Hash: "x"}, ErrVersionConflict},
+		{"token generation replayed", &TokenRotate{Role: api.RoleWorker, Generation: 1, Hash: "x"}, ErrVersionConflict},
+		{"token of no role", &TokenRotate{Role: "boss", Generation: 2, Hash: "x"}, ErrInvalid},
+		{"CA replaced from a stale view", &CAUpdate{Prev: []byte("ca1"), CACert: []byte("ca3"), CAKey: []byte("k3"), WorkerHash: "w", ManagerHash: "m"}, ErrVersionConflict},
+		{"CA without key", &CAUpdate{Prev: []byte("ca2"), CACert: []byte("ca3"), WorkerHash: "w", ManagerHash: "m"}, ErrInvalid},
+		{"gossip key of a bad size", &GossipKeysSet{Keys: [][]byte{make([]byte, 7)}}, ErrInvalid},
+		{"empty gossip keyring", &GossipKeysSet{}, ErrInvalid},
+		{"malformed unlock key", &UnlockKeySet{Key: "SWLKEY-1-short"}, ErrInvalid},
+		{"cert of an unknown node", &NodeCert{NodeID: "nope", Issuer: "x"}, ErrNotFound},
 		{"port taken", &ServiceCreate{ID: "s9", Spec: api.ServiceSpec{Name: "other", Image: "x", Ports: []api.PortConfig{{TargetPort: 80, PublishedPort: 30000}}}}, ErrInvalid},
 	}
 	for _, tc := range cases {

@@ -60,6 +60,10 @@ type Config struct {
 	TrailingLogs      uint64
 	SnapshotInterval  time.Duration
 	Logger            *slog.Logger
+	// DataKey, if set, seals every log entry and snapshot on disk (encryption at
+	// rest; atrest.go). The daemon always sets it; nil is for tests and benchmarks
+	// of the raw stores.
+	DataKey *DataKey
 	// InMemory keeps log and snapshots in memory (tests and benchmarks).
 	InMemory bool
 	// Transport overrides Stream entirely (raft.InmemTransport in tests).
@@ -146,6 +150,12 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("snapshot store: %w", err)
 		}
 		snaps = fss
+		if cfg.DataKey != nil {
+			if logs, snaps, err = sealStores(bolt, fss, *cfg.DataKey); err != nil {
+				s.closeAll()
+				return nil, err
+			}
+		}
 	}
 	switch {
 	case cfg.Transport != nil:
@@ -197,16 +207,35 @@ func RecoverSingle(cfg Config) error {
 		return fmt.Errorf("open raft.db: %w", err)
 	}
 	defer bolt.Close()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, rc.Logger)
+	fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("snapshot store: %w", err)
 	}
+	var (
+		logs  raft.LogStore      = bolt
+		snaps raft.SnapshotStore = fss
+	)
+	if cfg.DataKey != nil {
+		if logs, snaps, err = sealStores(bolt, fss, *cfg.DataKey); err != nil {
+			return err
+		}
+	}
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.RaftAddr))
 	conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.RaftAddr)}}}
-	if err := raft.RecoverCluster(rc, &fsm{state: NewState()}, bolt, bolt, snaps, trans, conf); err != nil {
+	if err := raft.RecoverCluster(rc, &fsm{state: NewState()}, logs, bolt, snaps, trans, conf); err != nil {
 		return fmt.Errorf("recover raft configuration: %w", err)
 	}
 	return nil
+}
+
+// sealStores puts the encryption-at-rest wrappers around raft-boltdb's log and the
+// file snapshot store; the stable store (term, vote) stays as it is.
+func sealStores(bolt *raftboltdb.BoltStore, fss *raft.FileSnapshotStore, key DataKey) (raft.LogStore, raft.SnapshotStore, error) {
+	logs, err := NewEncryptedLogStore(bolt, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return logs, NewEncryptedSnapshotStore(fss, key), nil
 }
 
 func (s *Store) closeAll() {

@@ -103,8 +103,10 @@ func RunScenario(t *testing.T, sc Scenario) *Result {
 	if clients == 0 {
 		clients = len(c.Nodes)
 	}
+	// Clients talk to managers: a worker's socket serves its own node only
+	// (node/httpapi/caller.go).
 	w := NewWorkload(WorkloadConfig{
-		Nodes: names(c.Nodes), Clients: clients, Interval: 150 * time.Millisecond,
+		Nodes: names(c.Managers()), Clients: clients, Interval: 150 * time.Millisecond,
 		Timeout: 10 * time.Second, Seed: sc.Seed,
 	}, clusterRunner{c}, hist)
 	wctx, stopWorkload := context.WithCancel(context.Background())
@@ -256,8 +258,9 @@ func checkAgreement(c *Cluster, healed time.Time, res *Result) Verdict {
 	return v
 }
 
-// finalReads lists services through every node once the cluster is healed; the
-// first answer through the leader is the final state.
+// finalReads lists services through every manager once the cluster is healed (a
+// worker's socket serves its own node only); the first answer through the leader
+// is the final state.
 func finalReads(c *Cluster, w *Workload, hist *History) (map[string]int, Verdict) {
 	v := Verdict{Checker: "final-reads"}
 	leader, err := c.WaitLeader(agreeBound)
@@ -266,7 +269,7 @@ func finalReads(c *Cluster, w *Workload, hist *History) (map[string]int, Verdict
 		return nil, v
 	}
 	var final map[string]int
-	order := append([]*Node{leader}, c.Nodes...)
+	order := append([]*Node{leader}, c.Managers()...)
 	var problems []string
 	for i, n := range order {
 		if i > 0 && n == leader {
@@ -291,7 +294,7 @@ func finalReads(c *Cluster, w *Workload, hist *History) (map[string]int, Verdict
 	if final == nil {
 		final = map[string]int{}
 	}
-	return final, verdictFrom("final-reads", problems, fmt.Sprintf("every node lists the same %d services after heal", len(final)))
+	return final, verdictFrom("final-reads", problems, fmt.Sprintf("every manager lists the same %d services after heal", len(final)))
 }
 
 func sortedListing(m map[string]int) []string {

@@ -59,6 +59,15 @@ for ip in 127.0.0.1 127.0.0.2 127.0.0.3; do
 	for _ in 1 2; do printf '%s:8080 -> ' $ip; curl -s --max-time 2 "http://$ip:8080/" || echo "(no answer)"; done
 done
 
+step "secure by default: the TCP API answers only clients with a certificate of the cluster"
+if command -v curl >/dev/null; then
+	curl -s --max-time 2 http://127.0.0.1:4240/v1/nodes >/dev/null && echo "plain HTTP answered?!" || echo "plain HTTP on 127.0.0.1:4240: refused"
+	curl -sk --max-time 2 https://127.0.0.1:4240/v1/nodes >/dev/null && echo "TLS without a certificate answered?!" || echo "TLS without a client certificate: refused in the handshake"
+fi
+sw 1 ca issue-client --out "$DIR/operator" --name demo >/dev/null
+echo "with an operator certificate from 'swarmlet ca issue-client':"
+SWARMLET_CERT_PATH="$DIR/operator" "$BIN/swarmlet" --host tcp://127.0.0.2:4240 --tlsverify node ls
+
 step "kill -9 the leader"
 LEADER=$(sw 1 node ls --format json | tr -d ' \n' | grep -o '"addr":"[0-9.]*","role":"manager","status":"ready","availability":"[a-z]*","leader":true' | grep -o '127\.0\.0\.[0-9]')
 N=${LEADER##*.}

@@ -37,7 +37,7 @@ func TestClusterCore(t *testing.T) {
 
 	waitFor(t, 10*time.Second, "3 voters and 4 ready nodes", func() bool {
 		inf, err := c.info(2)
-		ns, err2 := c.nodes(4)
+		ns, err2 := c.nodes(3)
 		if err != nil || err2 != nil || inf.Managers != 3 || len(ns) != 4 {
 			return false
 		}
@@ -48,7 +48,7 @@ func TestClusterCore(t *testing.T) {
 		}
 		return true
 	})
-	ns, _ := c.nodes(4)
+	ns, _ := c.nodes(3)
 	roles := map[string]string{}
 	for _, n := range ns {
 		roles[n.Addr] = n.Role
@@ -85,8 +85,10 @@ func TestClusterCore(t *testing.T) {
 			}
 			return l != "" && l != oldLeader && down
 		})
-		// Writes work through the new leader, from a worker too.
-		c.mustCLI(4, "node", "update", "--label-add", "zone=a", c.ip(4))
+		// Writes work through the new leader. A worker's socket serves its own node
+		// only: cluster commands are for managers (node/httpapi/caller.go).
+		c.mustCLI(other, "node", "update", "--label-add", "zone=a", c.ip(4))
+		c.expectError(t, 4, "this node is a worker", "node", "update", "--label-add", "zone=b", c.ip(4))
 	})
 
 	t.Run("restart keeps identity", func(t *testing.T) {
@@ -133,7 +135,7 @@ func TestClusterCore(t *testing.T) {
 		cases := map[string]string{
 			"garbage":       "nonsense",
 			"wrong secret":  mtok[:strings.LastIndex(mtok, "-")+1] + "aaaaaaaaaaaaaaaaaaaaaaaaa",
-			"other cluster": "SWLT-1-00000000000000000000-" + mtok[strings.LastIndex(mtok, "-")+1:],
+			"other cluster": "SWLT-1-" + strings.Repeat("0", 50) + "-" + mtok[strings.LastIndex(mtok, "-")+1:],
 		}
 		for name, tok := range cases {
 			dir := t.TempDir()
@@ -215,7 +217,7 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("join to an unreachable address", func(t *testing.T) {
 		dir := t.TempDir()
-		out, err := osexec.Command(swarmletBin, "join", "--token", "SWLT-1-abc-def", "--advertise-addr", c.ip(7), "--data-dir", dir, "--engine", "process", "--dns-port", "0", "--port-base", "24240", "127.42.0.99:24240").CombinedOutput()
+		out, err := osexec.Command(swarmletBin, "join", "--token", "SWLT-1-"+strings.Repeat("0", 50)+"-"+strings.Repeat("a", 25), "--advertise-addr", c.ip(7), "--data-dir", dir, "--engine", "process", "--dns-port", "0", "--port-base", "24240", "127.42.0.99:24240").CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "no swarmlet manager answers") {
 			t.Fatalf("got %v %q", err, out)
 		}

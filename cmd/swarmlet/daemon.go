@@ -9,6 +9,7 @@ import (
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/node"
+	"github.com/swarmlet/swarmlet/node/pki"
 )
 
 func daemonFlags(c *cobra.Command, cfg *node.Config) *string {
@@ -65,6 +66,8 @@ func newInitCmd() *cobra.Command {
 	}
 	daemonFlags(c, &cfg)
 	c.Flags().BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: restart this manager as the only voter, keeping the state")
+	c.Flags().BoolVar(&cfg.Autolock, "autolock", false, "encrypt managers' Raft data key with an unlock key printed once; a restarted manager waits for 'swarmlet unlock'")
+	c.Flags().DurationVar(&cfg.CertExpiry, "cert-expiry", pki.DefaultCertExpiry, "lifetime of node and operator certificates (renewed automatically at 50-80%)")
 	return c
 }
 

@@ -44,10 +44,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// cluster is a set of daemons on 127.<net>.0.<i>, each with its own data dir.
+// cluster is a set of daemons on 127.<net>.<sub>.<i>, each with its own data dir.
 type cluster struct {
 	t     testing.TB
 	net   int
+	sub   int
 	dir   string
 	mu    sync.Mutex
 	procs map[int]*exec.Cmd
@@ -59,6 +60,14 @@ func newCluster(t *testing.T, net int) *cluster { return newClusterTB(t, net) }
 
 func newBenchCluster(b *testing.B, net int) *cluster { return newClusterTB(b, net) }
 
+// newClusterSub is a cluster on 127.<net>.<sub>.x: tests of one range that run one
+// after the other never rebind the addresses of a cluster that is still stopping.
+func newClusterSub(t *testing.T, net, sub int) *cluster {
+	c := newClusterTB(t, net)
+	c.sub = sub
+	return c
+}
+
 func newClusterTB(t testing.TB, net int) *cluster {
 	c := &cluster{t: t, net: net, dir: t.TempDir(), procs: map[int]*exec.Cmd{}, logs: map[int]*lockedWriter{},
 		extra: []string{"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(net)}}
@@ -66,7 +75,7 @@ func newClusterTB(t testing.TB, net int) *cluster {
 	return c
 }
 
-func (c *cluster) ip(i int) string { return fmt.Sprintf("127.%d.0.%d", c.net, i) }
+func (c *cluster) ip(i int) string { return fmt.Sprintf("127.%d.%d.%d", c.net, c.sub, i) }
 
 // poolFor is the container pool of the cluster on 127.<net>.0.x: clusters of
 // different tests sharing one Docker engine must not ask it for one subnet

@@ -608,15 +608,26 @@ func TestNetnsDiscoveryAndLB(t *testing.T) {
 		waitFor(t, 5*time.Second, fmt.Sprintf("table %s in node %d's namespace", table, node.i), func() bool {
 			return strings.Contains(n.nftTables(node.ns), "table ip "+table)
 		})
-		for _, sc := range []string{"ipv4/conf/all/route_localnet", "ipv4/ip_forward"} {
+		sysctl := func(sc string) string {
 			var b []byte
 			err := inNS(node.ns, func() (err error) {
 				// /proc/sys/net shows the namespace of the thread that opens it.
 				b, err = os.ReadFile("/proc/sys/net/" + sc)
 				return err
 			})
-			if err != nil || strings.TrimSpace(string(b)) != "1" {
-				t.Fatalf("node %d: %s = %q (%v), want 1 for the nftables balancer", node.i, sc, b, err)
+			if err != nil {
+				return err.Error()
+			}
+			return strings.TrimSpace(string(b))
+		}
+		// route_localnet only on the interface towards the other nodes, not on
+		// all of them; forwarding for the routing mesh.
+		waitFor(t, 5*time.Second, fmt.Sprintf("node %d: route_localnet on eth0", node.i), func() bool {
+			return sysctl("ipv4/conf/eth0/route_localnet") == "1"
+		})
+		for sc, want := range map[string]string{"ipv4/conf/all/route_localnet": "0", "ipv4/ip_forward": "1"} {
+			if got := sysctl(sc); got != want {
+				t.Fatalf("node %d: %s = %q, want %s for the nftables balancer", node.i, sc, got, want)
 			}
 		}
 	}

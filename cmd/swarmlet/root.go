@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 type globals struct {
 	host string
+	tls  tlsFlags
 }
 
 var g globals
@@ -37,12 +39,14 @@ func newRoot() *cobra.Command {
 		def = "unix://" + node.SocketPath(node.DefaultDataDir)
 	}
 	root.PersistentFlags().StringVar(&g.host, "host", def, "daemon to talk to: unix:///path/to/swarmlet.sock or tcp://HOST:PORT (env SWARMLET_HOST)")
+	g.tls.register(root)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newImageCmd(), newVersionCmd())
 	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd())
 	completeArgs(root)
+	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd())
 	return root
 }
 
@@ -69,7 +73,17 @@ func newVersionCmd() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error { fmt.Fprintln(c.OutOrStdout(), node.Version); return nil }}
 }
 
-func apiClient() (*client.Client, error) { return client.New(g.host, client.Options{}) }
+func apiClient() (*client.Client, error) {
+	var opt client.Options
+	if !strings.HasPrefix(g.host, "unix://") {
+		cfg, err := g.tls.config()
+		if err != nil {
+			return nil, err
+		}
+		opt.TLS = cfg
+	}
+	return client.New(g.host, opt)
+}
 
 // connect returns a client of the daemon and a context that ends on ^C.
 func connect() (*client.Client, context.Context, context.CancelFunc, error) {

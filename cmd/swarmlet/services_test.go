@@ -89,7 +89,7 @@ func TestServicesProcessEngine(t *testing.T) {
 	})
 
 	start := time.Now()
-	out := c.mustCLI(4, "service", "create", "--name", "web", "--replicas", "5", "-p", "80", "--restart-delay", "0s", whoamiBin)
+	out := c.mustCLI(2, "service", "create", "--name", "web", "--replicas", "5", "-p", "80", "--restart-delay", "0s", whoamiBin)
 	t.Logf("create 5 converged in %s", time.Since(start))
 	if strings.TrimSpace(out) == "" {
 		t.Fatal("create printed no ID")

@@ -5,6 +5,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,10 +41,9 @@ var ErrUnreachable = errors.New("cannot reach the swarmlet daemon")
 
 // Client talks to one node's API.
 type Client struct {
-	base   string // http://host or http://unix
-	hc     *http.Client
-	host   string
-	nodeID string
+	base string // https://host or http://unix
+	hc   *http.Client
+	host string
 }
 
 // Options tune a client.
@@ -52,14 +52,34 @@ type Options struct {
 	// every connection of a node leaves from its advertise address).
 	LocalAddr string
 	Timeout   time.Duration // per request, default 30 s (blocking queries add their wait)
-	// NodeID, if set, names the node this client speaks for (node-to-node calls).
-	NodeID string
+	// TLS is required for tcp:// hosts: the API on TCP admits only clients that show
+	// a certificate of the cluster, and this config also says which servers the
+	// client accepts. A node passes its own (the server learns the caller's node ID
+	// and role from it); the CLI an operator certificate.
+	TLS *tls.Config
 }
 
-// NodeHeader carries the calling node's ID on node-to-node requests. The server
-// reads it in one place (httpapi's caller); mutual TLS will take it from the
-// caller's certificate instead.
-const NodeHeader = "X-Swarmlet-Node"
+// ErrNoTLS: a tcp:// host without TLS options.
+var ErrNoTLS = errors.New("the API on TCP needs TLS with a client certificate of the cluster")
+
+// ErrTLS wraps a failed TLS handshake: the server was reached but one side refused
+// the other's certificate, so nothing was sent. The wrapped error says why (with
+// node/pki's sentinels, e.g. pki.ErrCAMismatch).
+var ErrTLS = errors.New("TLS handshake refused")
+
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// isHandshakeError: our side refused the server (handshakeError), or the server
+// answered the handshake with an alert (TLS 1.3 reports a refused client
+// certificate on the first read).
+func isHandshakeError(err error) bool {
+	var he *handshakeError
+	var op *net.OpError
+	return errors.As(err, &he) || errors.As(err, &op) && op.Op == "remote error"
+}
 
 // Dialer dials node-to-node TCP connections: from local (the advertise address, if
 // given), with keepalives and a TCP user timeout of a few seconds, so a connection
@@ -93,8 +113,36 @@ func New(host string, opt Options) (*Client, error) {
 		opt.Timeout = 30 * time.Second
 	}
 	d := Dialer(opt.LocalAddr, 3*time.Second)
-	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
-	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host, nodeID: opt.NodeID}
+	// Keep-alive: a TLS handshake costs about 2 ms (node/pki/DESIGN.md), so node-to-
+	// node traffic pays it once per connection, not per request.
+	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second, TLSHandshakeTimeout: 5 * time.Second}
+	c := &Client{hc: &http.Client{Transport: tr, Timeout: opt.Timeout}, host: host}
+	tcp := func(addr string) error {
+		if opt.TLS == nil {
+			return fmt.Errorf("%s: %w", host, ErrNoTLS)
+		}
+		tr.DialTLSContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			raw, err := d.DialContext(ctx, network, a)
+			if err != nil {
+				return nil, err
+			}
+			cfg := opt.TLS
+			if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+				cfg = cfg.Clone()
+				cfg.ServerName, _, _ = net.SplitHostPort(a)
+			}
+			tc := tls.Client(raw, cfg)
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, &handshakeError{err}
+			}
+			return tc, nil
+		}
+		c.base = "https://" + addr
+		return nil
+	}
 	switch {
 	case strings.HasPrefix(host, "unix://"):
 		path := strings.TrimPrefix(host, "unix://")
@@ -104,11 +152,13 @@ func New(host string, opt Options) (*Client, error) {
 		}
 		c.base = "http://swarmlet"
 	case strings.HasPrefix(host, "tcp://"):
-		tr.DialContext = d.DialContext
-		c.base = "http://" + strings.TrimPrefix(host, "tcp://")
+		if err := tcp(strings.TrimPrefix(host, "tcp://")); err != nil {
+			return nil, err
+		}
 	case host != "" && !strings.Contains(host, "://"):
-		tr.DialContext = d.DialContext
-		c.base = "http://" + host
+		if err := tcp(host); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, fmt.Errorf("invalid host %q: use unix:///path/to/swarmlet.sock or tcp://HOST:PORT", host)
 	}
@@ -136,11 +186,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.nodeID != "" {
-		req.Header.Set(NodeHeader, c.nodeID)
-	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if isHandshakeError(err) {
+			return 0, fmt.Errorf("%w by %s: %w", ErrTLS, c.host, unwrapURL(err))
+		}
 		if method != http.MethodGet && !isDialError(err) {
 			// The request may have reached the daemon before the connection broke.
 			return 0, &Error{Kind: api.ErrKindUnknown, Msg: fmt.Sprintf("outcome unknown: the change may or may not have been applied (%s: %v)", c.host, unwrapURL(err))}

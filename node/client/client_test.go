@@ -15,15 +15,16 @@ import (
 // An error answered by the server is the same sentinel on the client's side.
 func TestErrorsCrossTheWire(t *testing.T) {
 	var answer error
-	var gotNode string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotNode = r.Header.Get(NodeHeader)
+	var overTLS bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		overTLS = r.TLS != nil
 		body := api.ErrorBodyOf(answer)
 		w.WriteHeader(api.HTTPStatus(body.Kind))
 		_ = json.NewEncoder(w).Encode(body)
 	}))
 	defer srv.Close()
-	c, err := New(srv.URL[len("http://"):], Options{NodeID: "n1"})
+	tlsCfg := srv.Client().Transport.(*http.Transport).TLSClientConfig
+	c, err := New("tcp://"+srv.Listener.Addr().String(), Options{TLS: tlsCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,8 +38,8 @@ func TestErrorsCrossTheWire(t *testing.T) {
 			t.Errorf("message changed on the way: %q vs %q", err, answer)
 		}
 	}
-	if gotNode != "n1" {
-		t.Fatalf("node header %q", gotNode)
+	if !overTLS {
+		t.Fatal("a tcp:// client spoke plaintext")
 	}
 }
 
@@ -49,5 +50,11 @@ func TestUnreachable(t *testing.T) {
 	}
 	if _, err := New("ftp://x", Options{}); err == nil {
 		t.Fatal("bad host accepted")
+	}
+	// The API on TCP is TLS only: a client without TLS options is not made.
+	for _, h := range []string{"tcp://127.0.0.1:1", "127.0.0.1:1"} {
+		if _, err := New(h, Options{}); !errors.Is(err, ErrNoTLS) {
+			t.Fatalf("New(%q) without TLS: %v", h, err)
+		}
 	}
 }

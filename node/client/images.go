@@ -80,9 +80,6 @@ func (c *Client) ImageArchive(ctx context.Context, ref string) (io.ReadCloser, a
 	if err != nil {
 		return nil, api.ImageInfo{}, err
 	}
-	if c.nodeID != "" {
-		req.Header.Set(NodeHeader, c.nodeID)
-	}
 	// The same transport (and so the same dialing and, later, TLS) without the
 	// client's per-request timeout.
 	hc := &http.Client{Transport: c.hc.Transport}
@@ -112,9 +109,6 @@ func (c *Client) doHeader(ctx context.Context, method, path string, hdr http.Hea
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if c.nodeID != "" {
-		req.Header.Set(NodeHeader, c.nodeID)
-	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if !isDialError(err) {

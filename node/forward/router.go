@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/node/authn"
 	"github.com/swarmlet/swarmlet/node/client"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
@@ -61,10 +63,24 @@ type Config struct {
 }
 
 // Router routes API requests; see node/DESIGN.md.
-type Router struct{ cfg Config }
+type Router struct {
+	cfg Config
+	// tr carries every proxied request: mutual TLS to managers only, connections
+	// kept alive so forwarding pays no handshake per request.
+	tr *http.Transport
+}
 
 // New makes a router.
-func New(cfg Config) *Router { return &Router{cfg: cfg} }
+func New(cfg Config) *Router {
+	return &Router{cfg: cfg, tr: &http.Transport{
+		DialContext:     client.Dialer(cfg.AdvertiseAddr, 3*time.Second).DialContext,
+		TLSClientConfig: cfg.Peers.ManagerTLS(), TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
+	}}
+}
+
+// Store is this node's store now: nil on a worker.
+func (rt *Router) Store() *raftstore.Store { return rt.cfg.Store() }
 
 // Route wraps h so that it runs where kind says.
 func (rt *Router) Route(kind Kind, h Handler) http.HandlerFunc {
@@ -205,7 +221,7 @@ func (rt *Router) NoQuorumError(st *raftstore.Store) error {
 func (rt *Router) ManagerClients() []*client.Client {
 	var out []*client.Client
 	for _, a := range rt.cfg.Managers() {
-		out = append(out, rt.cfg.Peers.Get(a))
+		out = append(out, rt.cfg.Peers.Manager(a))
 	}
 	return out
 }
@@ -218,7 +234,7 @@ func (rt *Router) LeaderClients(st *raftstore.Store) []*client.Client {
 	targets := rt.ManagerClients()
 	if st != nil {
 		if id, addr := rt.LeaderAPIAddr(st); id != "" && id != rt.cfg.Self {
-			targets = append([]*client.Client{rt.cfg.Peers.Get(addr)}, targets...)
+			targets = append([]*client.Client{rt.cfg.Peers.Manager(addr)}, targets...)
 		}
 	}
 	return targets
@@ -267,16 +283,33 @@ func (rt *Router) tryManagers(w http.ResponseWriter, r *http.Request, markVia bo
 }
 
 func (rt *Router) proxy(w http.ResponseWriter, r *http.Request, addr string, markForwarded bool) {
-	target := &url.URL{Scheme: "http", Host: addr}
-	tr := &http.Transport{DialContext: client.Dialer(rt.cfg.AdvertiseAddr, 3*time.Second).DialContext}
+	target := &url.URL{Scheme: "https", Host: addr}
+	// Buffered, so that a request sent on a kept-alive connection the other side
+	// had just closed can be sent again (the transport retries only what it can
+	// rewind).
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		body, _ = io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			if markForwarded {
 				pr.Out.Header.Set(ForwardedHeader, rt.cfg.Self)
 			}
+			// The callee trusts this only from a manager: it names the caller this
+			// node identified, never what the client itself claimed.
+			pr.Out.Header.Del(authn.Header)
+			if c, ok := authn.From(r.Context()); ok && !c.Anonymous() {
+				pr.Out.Header.Set(authn.Header, c.Encode())
+			}
+			if body != nil {
+				pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+				pr.Out.ContentLength = int64(len(body))
+				pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+			}
 		},
-		Transport:     tr,
+		Transport:     rt.tr,
 		FlushInterval: -1, // stream logs as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var op *net.OpError
@@ -288,7 +321,6 @@ func (rt *Router) proxy(w http.ResponseWriter, r *http.Request, addr string, mar
 		},
 	}
 	rp.ServeHTTP(w, r)
-	tr.CloseIdleConnections()
 }
 
 // WriteError answers with err's kind and the status code that goes with it.

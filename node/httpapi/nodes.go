@@ -23,6 +23,9 @@ func (s *Server) handleNodes(w http.ResponseWriter, r *http.Request, st *raftsto
 
 // findNode resolves an ID, an ID prefix, a hostname or an address.
 func findNode(snap *raftstore.Snapshot, ref string) (*api.Node, error) {
+	if err := checkRef("node", ref); err != nil {
+		return nil, err
+	}
 	if n := snap.Node(ref); n != nil {
 		return n, nil
 	}

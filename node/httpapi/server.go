@@ -14,6 +14,7 @@ import (
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/dispatcher"
+	"github.com/swarmlet/swarmlet/node/authn"
 	"github.com/swarmlet/swarmlet/node/forward"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
@@ -33,6 +34,10 @@ type Node interface {
 	Dispatcher() *dispatcher.Dispatcher
 	// MembersChanged nudges the leader's member reconciliation (a role change).
 	MembersChanged()
+	// RoleOf is the role a caller with a verified certificate for certRole is
+	// authorized as: its role in the node table as this node knows it ("" when it
+	// is not a member), not its certificate's alone.
+	RoleOf(nodeID string, certRole api.NodeRole) api.NodeRole
 }
 
 // Config wires the API.
@@ -52,18 +57,22 @@ type Config struct {
 	ObserveRequest func(route string, code int, d time.Duration)
 	// UI serves the dashboard's files under /ui/ (nil: 404).
 	UI http.Handler
+	// Limits caps requests that hold a goroutine and a connection for long; zero
+	// fields take DefaultLimits.
+	Limits Limits
 }
 
 // Server is the API's handler set.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	limits limits
 }
 
 // New builds the routes.
 func New(cfg Config) *Server {
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), limits: newLimits(cfg.Limits)}
 	s.routes()
 	return s
 }
@@ -74,52 +83,87 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // routes is the one list of the API's endpoints: a newcomer looking for where a
 // request is handled starts here.
 func (s *Server) routes() {
-	h := func(pattern string, kind forward.Kind, f forward.Handler) {
-		s.mux.HandleFunc(pattern, s.instrument(pattern, s.cfg.Router.Route(kind, f)))
+	h := func(pattern string, kind forward.Kind, a access, f forward.Handler) {
+		s.mux.HandleFunc(pattern, s.instrument(pattern, s.guard(kind, a, s.cfg.Router.Route(kind, f))))
 	}
 	// This node itself.
-	h("GET /v1/info", forward.Local, s.handleInfo)
-	h("GET /v1/debug/state", forward.Local, s.handleDebugState)
-	h("POST /v1/leave", forward.Local, s.handleLeave)
-	h("GET /v1/local/tasks/{id}/logs", forward.Local, s.handleLocalLogs)
-	h("GET /v1/local/images/{ref}", forward.Local, s.handleLocalImage)
-	h("GET /v1/local/images/{ref}/archive", forward.Local, s.handleLocalImageArchive)
-	h("POST /v1/local/images/prune", forward.Local, s.handleImagePrune)
-	h("GET /metrics", forward.Local, s.handleMetrics)
-	h("GET /ui/", forward.Local, s.handleUI)
-	h("GET /{$}", forward.Local, s.handleRoot)
+	h("GET /v1/info", forward.Local, admin, s.handleInfo)
+	h("GET /v1/debug/state", forward.Local, admin, s.handleDebugState)
+	h("POST /v1/leave", forward.Local, admin, s.handleLeave)
+	h("GET /v1/local/tasks/{id}/logs", forward.Local, admin, s.handleLocalLogs)
+	// Images this node holds, for other nodes that lack them (node to node).
+	h("GET /v1/local/images/{ref}", forward.Local, nodes, s.handleLocalImage)
+	h("GET /v1/local/images/{ref}/archive", forward.Local, nodes, s.handleLocalImageArchive)
+	h("POST /v1/local/images/prune", forward.Local, admin, s.handleImagePrune)
+	// The operator's view: metrics and the dashboard, with the API's access.
+	h("GET /metrics", forward.Local, admin, s.handleMetrics)
+	h("GET /ui/", forward.Local, admin, s.handleUI)
+	h("GET /{$}", forward.Local, admin, s.handleRoot)
 	// Cluster membership and tokens.
-	h("POST /v1/cluster/join", forward.Write, s.handleJoin)
-	h("GET /v1/join-tokens", forward.Read, s.handleJoinTokens)
-	h("POST /v1/join-tokens/rotate", forward.Write, s.handleRotate)
+	h("POST /v1/cluster/join", forward.Write, anyone, s.handleJoin)
+	h("GET /v1/join-tokens", forward.Read, admin, s.handleJoinTokens)
+	h("POST /v1/join-tokens/rotate", forward.Write, admin, s.handleRotate)
+	// Trust: the CA, operators' certificates, the unlock key.
+	h("GET /v1/ca", forward.Read, admin, s.handleCA)
+	h("POST /v1/ca/rotate", forward.Write, admin, s.handleCARotate)
+	h("POST /v1/ca/issue-client", forward.Write, admin, s.handleIssueClient)
+	h("GET /v1/gossip-key", forward.Read, admin, s.handleGossipKey)
+	h("POST /v1/gossip-key/rotate", forward.Write, admin, s.handleGossipRotate)
+	h("GET /v1/unlock-key", forward.Read, admin, s.handleUnlockKey)
+	h("POST /v1/unlock-key/rotate", forward.Write, admin, s.handleUnlockKeyRotate)
 	// Nodes.
-	h("GET /v1/nodes", forward.Read, s.handleNodes)
-	h("GET /v1/nodes/{id}", forward.Read, s.handleNode)
-	h("POST /v1/nodes/{id}/update", forward.Write, s.handleNodeUpdate)
-	h("DELETE /v1/nodes/{id}", forward.Write, s.handleNodeRemove)
+	h("GET /v1/nodes", forward.Read, admin, s.handleNodes)
+	h("GET /v1/nodes/{id}", forward.Read, admin, s.handleNode)
+	h("POST /v1/nodes/{id}/update", forward.Write, admin, s.handleNodeUpdate)
+	h("DELETE /v1/nodes/{id}", forward.Write, admin, s.handleNodeRemove)
 	// Services and tasks.
-	h("GET /v1/services", forward.Read, s.handleServices)
-	h("POST /v1/services", forward.Write, s.handleServiceCreate)
-	h("GET /v1/services/{name}", forward.Read, s.handleService)
-	h("POST /v1/services/{name}/scale", forward.Write, s.handleServiceScale)
-	h("POST /v1/services/{name}/update", forward.Write, s.handleServiceUpdate)
-	h("POST /v1/services/{name}/rollback", forward.Write, s.handleServiceRollback)
-	h("DELETE /v1/services/{name}", forward.Write, s.handleServiceRemove)
-	h("GET /v1/services/{name}/tasks", forward.Read, s.handleTasks)
-	h("GET /v1/services/{name}/logs", forward.Read, s.handleServiceLogs)
-	h("GET /v1/tasks", forward.Read, s.handleAllTasks)
-	h("GET /v1/events", forward.Read, s.handleEvents)
-	h("GET /v1/endpoints", forward.Read, s.handleEndpoints)
-	// Worker sessions (node to node, with the leader).
-	h("GET /v1/dispatcher/assignments", forward.Session, s.handleAssignments)
-	h("POST /v1/dispatcher/status", forward.Session, s.handleStatus)
-	h("POST /v1/dispatcher/register", forward.Write, s.handleRegister)
-	h("POST /v1/dispatcher/depart", forward.Write, s.handleDepart)
+	h("GET /v1/services", forward.Read, admin, s.handleServices)
+	h("POST /v1/services", forward.Write, admin, s.handleServiceCreate)
+	h("GET /v1/services/{name}", forward.Read, admin, s.handleService)
+	h("POST /v1/services/{name}/scale", forward.Write, admin, s.handleServiceScale)
+	h("POST /v1/services/{name}/update", forward.Write, admin, s.handleServiceUpdate)
+	h("POST /v1/services/{name}/rollback", forward.Write, admin, s.handleServiceRollback)
+	h("DELETE /v1/services/{name}", forward.Write, admin, s.handleServiceRemove)
+	h("GET /v1/services/{name}/tasks", forward.Read, admin, s.handleTasks)
+	h("GET /v1/services/{name}/logs", forward.Read, admin, s.handleServiceLogs)
+	h("GET /v1/tasks", forward.Read, admin, s.handleAllTasks)
+	h("GET /v1/events", forward.Read, admin, s.handleEvents)
+	h("GET /v1/endpoints", forward.Read, admin, s.handleEndpoints)
+	// Worker sessions (node to node, with the leader): each node for itself.
+	h("GET /v1/dispatcher/assignments", forward.Session, nodes, s.handleAssignments)
+	h("POST /v1/dispatcher/status", forward.Session, nodes, s.handleStatus)
+	h("POST /v1/dispatcher/register", forward.Write, nodes, s.handleRegister)
+	h("POST /v1/dispatcher/depart", forward.Write, nodes, s.handleDepart)
+	h("POST /v1/dispatcher/certificate", forward.Write, nodes, s.handleRenew)
 }
 
-// Serve serves the API on ln until the server is shut down.
-func (s *Server) Serve(ln net.Listener) *http.Server {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+// timeouts bound how long a client may take to send a request and how long an
+// idle kept-alive connection stays open (variables so tests can shorten them).
+var timeouts = struct{ header, read, idle time.Duration }{10 * time.Second, 30 * time.Second, 2 * time.Minute}
+
+// ServeOptions say what a listener is.
+type ServeOptions struct {
+	// Socket marks the unix socket: its callers are the operator.
+	Socket bool
+	// ConnState, if set, is the server's connection hook (the daemon tracks TLS
+	// connections by peer to cut off removed nodes).
+	ConnState func(net.Conn, http.ConnState)
+}
+
+// Serve serves the API on ln until the server is shut down. On TCP, ln must be a
+// TLS listener whose handshakes are complete (pki.Listener): the handlers take the
+// caller from the connection's certificate.
+func (s *Server) Serve(ln net.Listener, o ServeOptions) *http.Server {
+	srv := &http.Server{Handler: s.mux,
+		// A slow or idle client holds a connection for bounded time. No write
+		// timeout: blocking queries and followed logs answer late by design (they
+		// are capped in number instead, see limits).
+		ReadHeaderTimeout: timeouts.header, ReadTimeout: timeouts.read, IdleTimeout: timeouts.idle,
+		MaxHeaderBytes: 64 << 10, ConnState: o.ConnState,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if o.Socket {
+		srv.ConnContext = func(ctx context.Context, _ net.Conn) context.Context { return authn.MarkSocket(ctx) }
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("api server", "addr", ln.Addr().String(), "err", err)

@@ -43,6 +43,9 @@ func serviceInfo(s *api.Service, tasks []*api.Task) api.ServiceInfo {
 
 // findService resolves a service name, ID or unique ID prefix.
 func findService(snap *raftstore.Snapshot, ref string) (*api.Service, error) {
+	if err := checkRef("service", ref); err != nil {
+		return nil, err
+	}
 	if svc := snap.Service(ref); svc != nil {
 		return svc, nil
 	}

@@ -20,7 +20,7 @@ func (s *Server) dispatcher(w http.ResponseWriter) *dispatcher.Dispatcher {
 	return d
 }
 
-func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {
+func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
 	nodeID, err := caller(r)
 	if err != nil {
 		writeError(w, err)
@@ -35,6 +35,14 @@ func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, _ *ra
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	// The trust a worker follows through its session: the roots (CA rotation) and
+	// the gossip keyring. It reads the cluster record of the same store.
+	if _, ca, err := clusterCA(st.Snapshot()); err == nil {
+		as.CA = string(ca.Bundle().PEM())
+	}
+	if cl := st.Snapshot().Cluster(); cl != nil {
+		as.GossipKeys = cl.Trust.GossipKeys
 	}
 	writeJSON(w, as.Index, as)
 }
@@ -87,8 +95,8 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, st *raft
 	n := *cur
 	n.Hostname, n.Addr, n.Engine, n.Resources = req.Node.Hostname, req.Node.Addr, req.Node.Engine, req.Node.Resources
 	n.APIPort, n.RaftPort, n.GossipPort, n.DNSPort = req.Node.APIPort, req.Node.RaftPort, req.Node.GossipPort, req.Node.DNSPort
-	if n.Addr == "" || n.APIPort == 0 {
-		writeError(w, badRequest("registration lacks an address or API port"))
+	if err := checkSelf(n); err != nil {
+		writeError(w, err)
 		return
 	}
 	if _, err := apply(r, st, &raftstore.NodeUpsert{Node: n, Refresh: true}); err != nil {
