@@ -164,7 +164,7 @@ func (c *cluster) watchUpdating(ctx context.Context, v uint64) func() int {
 // is rolled back by itself and says so; bad input changes nothing.
 func TestRollingUpdateProcessEngine(t *testing.T) {
 	c := newCluster(t, 63)
-	c.start(1, "", "--vip-pool", "127.63.128.0/24")
+	c.start(1, "", "--service-range", "10.250.63.0/24")
 	wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
 	c.start(2, wtok)
 	c.start(3, wtok)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -56,8 +57,9 @@ func TestDashboard(t *testing.T) {
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	defer cancelTimeout()
 
-	// The worker serves the page too, and forwards its API calls to the manager.
-	url := "http://" + c.ip(2) + ":24240/ui/"
+	// The API answers only mutual TLS on TCP: a browser reaches the dashboard
+	// through 'swarmlet proxy', which speaks for the operator on the socket.
+	url := "http://" + startProxy(t, c, 1) + "/ui/"
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(url),
 		chromedp.WaitVisible(chromedp.CSS(`#nodes .node[data-host="node1"]`)),
@@ -124,4 +126,29 @@ func TestDashboard(t *testing.T) {
 	}
 	waitPage(5*time.Second, "the phone layout", `String(document.documentElement.scrollWidth <= 390)`, "true")
 	shoot("dashboard-phone.png")
+}
+
+// startProxy runs 'swarmlet proxy' against node i's socket on a free loopback
+// port and returns its address; it stops with the test.
+func startProxy(t *testing.T, c *cluster, i int) string {
+	t.Helper()
+	cmd := exec.Command(swarmletBin, "--host", c.sock(i), "proxy", "--listen", c.ip(250)+":0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("swarmlet proxy: %v", err)
+	}
+	// "Serving the API on http://ADDR/ and ..."
+	f := strings.Fields(line)
+	if len(f) < 5 {
+		t.Fatalf("swarmlet proxy said %q", line)
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(f[4], "http://"), "/")
 }

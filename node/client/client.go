@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -385,4 +386,16 @@ func (c *Client) Depart(ctx context.Context) error {
 func (c *Client) TaskLogs(ctx context.Context, taskID string, opt api.LogOptions, w io.Writer) error {
 	_, err := c.Do(ctx, http.MethodGet, "/v1/local/tasks/"+url.PathEscape(taskID)+"/logs?"+opt.Query().Encode(), nil, w)
 	return err
+}
+
+// ReverseProxy forwards requests to the daemon this client talks to, over its
+// transport (the unix socket, or TCP with the client's certificate), so a local
+// tool such as a browser reaches the API and the dashboard as the client would.
+func (c *Client) ReverseProxy() *httputil.ReverseProxy {
+	target, _ := url.Parse(c.base)
+	return &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = target.Host },
+		Transport:     c.hc.Transport,
+		FlushInterval: -1, // event streams and followed logs as they come
+	}
 }
