@@ -37,26 +37,15 @@ func TestServicesDockerEngine(t *testing.T) {
 	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(46)}
 	c.start(1, "")
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
-	var nodeIDs []string
 	t.Cleanup(func() {
 		c.stopAll() // no daemon may start a container meanwhile
 		ids, _ := osexec.Command("docker", "ps", "-aq", "--filter", "label=swarmlet.service=dweb").Output()
 		if f := strings.Fields(string(ids)); len(f) > 0 {
 			_ = osexec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
 		}
-		// Each node made its container network on the shared engine; a
-		// killed daemon leaves it (as it leaves its tasks).
-		for _, id := range nodeIDs {
-			if out, err := osexec.Command("docker", "network", "rm", "swarmlet-"+id).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such network") {
-				t.Errorf("docker network rm swarmlet-%s: %v: %s", id, err, out)
-			}
-		}
 	})
+	c.cleanupDocker(t)
 	waitFor(t, 10*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
-	ns, _ := c.nodes(1)
-	for _, n := range ns {
-		nodeIDs = append(nodeIDs, n.ID)
-	}
 
 	start := time.Now()
 	c.mustCLI(1, "service", "create", "--name", "dweb", "--replicas", "3", "-p", "80", "--restart-delay", "0s", "swarmlet/whoami:test")

@@ -292,3 +292,32 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// cleanupDocker removes, when the test ends, the container networks the cluster's
+// nodes made on the machine's shared Docker engine, with the containers on them:
+// a stopped or killed daemon leaves them (as it leaves its tasks), and a later
+// cluster with the same pool would find its subnets taken. Call it once node 1
+// has started: the cluster's ID is read from its identity file.
+func (c *cluster) cleanupDocker(t *testing.T) {
+	t.Helper()
+	var id struct {
+		ClusterID string `json:"cluster_id"`
+	}
+	b, err := os.ReadFile(filepath.Join(c.dataDir(1), "node.json"))
+	if err != nil || json.Unmarshal(b, &id) != nil || id.ClusterID == "" {
+		t.Fatalf("cluster ID of node 1: %v", err)
+	}
+	t.Cleanup(func() {
+		c.stopAll() // no daemon may start a container meanwhile
+		out, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=swarmlet.cluster="+id.ClusterID).Output()
+		for _, nw := range strings.Fields(string(out)) {
+			cs, _ := exec.Command("docker", "network", "inspect", "-f", "{{range $k, $v := .Containers}}{{$k}} {{end}}", nw).Output()
+			if f := strings.Fields(string(cs)); len(f) > 0 {
+				_ = exec.Command("docker", append([]string{"rm", "-f"}, f...)...).Run()
+			}
+			if out, err := exec.Command("docker", "network", "rm", nw).CombinedOutput(); err != nil {
+				t.Errorf("docker network rm %s: %v: %s", nw, err, out)
+			}
+		}
+	})
+}

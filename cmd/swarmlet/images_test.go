@@ -121,8 +121,9 @@ func TestImagesRegistry(t *testing.T) {
 	priv.push(t, "swl-img-test/private:v1", 1<<20)
 
 	c := newCluster(t, 67)
-	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(67)}
 	c.start(1, "")
+	c.cleanupDocker(t)
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
 	waitFor(t, 10*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
 	cl, err := client.New(c.sock(1), client.Options{})
