@@ -55,6 +55,12 @@ type Node struct {
 	CreatedAt    time.Time         `json:"created_at"`
 	CreateIndex  uint64            `json:"create_index"`
 	ModifyIndex  uint64            `json:"modify_index"`
+
+	// RestartingUntil is set when the node's daemon said it is restarting (a
+	// graceful stop, not a leave): its tasks keep running and serving, so while
+	// the node is down they are kept, not replaced, until then. The node's
+	// return clears it (api/restart.go).
+	RestartingUntil time.Time `json:"restarting_until,omitzero"`
 }
 
 // ServiceMode: replicated runs Replicas tasks; global runs one task per eligible node.

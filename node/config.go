@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/swarmlet/swarmlet/api"
 )
@@ -36,7 +37,10 @@ type Config struct {
 	ForceNewCluster bool
 	JoinAddr        string // MANAGER_ADDR[:PORT]
 	Token           string
-	Logger          *slog.Logger
+	// RestartGrace (init only): how long the tasks of a node that said it is
+	// restarting are kept (nil: api.DefaultRestartGrace; 0: not at all).
+	RestartGrace *time.Duration
+	Logger       *slog.Logger
 	// Out receives the few lines meant for the operator (join commands).
 	Out func(format string, args ...any)
 }
@@ -98,6 +102,9 @@ func (c *Config) Validate() error {
 	case api.AvailabilityActive, api.AvailabilityDrain, api.AvailabilityPause:
 	default:
 		return fmt.Errorf("invalid --availability %q: use active, pause or drain", c.Availability)
+	}
+	if c.RestartGrace != nil && *c.RestartGrace < 0 {
+		return fmt.Errorf("invalid --restart-grace %s: give a duration of 0 or more", *c.RestartGrace)
 	}
 	if !c.Init && c.JoinAddr == "" {
 		return fmt.Errorf("join needs a manager address")

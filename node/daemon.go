@@ -91,6 +91,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	select {
 	case <-ctx.Done():
+		d.announceRestart() // a stop that is not a leave is a restart
 	case <-d.leaving:
 	}
 	d.shutdown()
@@ -261,7 +262,7 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	defer cancel()
 	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
 		ClusterID: clusterID, WorkerSecret: token.RandomID(25), ManagerSecret: token.RandomID(25),
-		VIPPool: d.cfg.VIPPool, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
+		VIPPool: d.cfg.VIPPool, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(), RestartGrace: d.cfg.RestartGrace,
 	}); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -48,6 +49,8 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyServiceRollback(txn, index, c)
 	case *ServiceUpdateStatus:
 		res, err = applyServiceUpdateStatus(txn, index, c)
+	case *NodeRestarting:
+		res, err = applyNodeRestarting(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -77,7 +80,7 @@ func applyClusterInit(txn *memdb.Txn, index uint64, c *ClusterInit) (any, error)
 		return nil, fmt.Errorf("cluster already initialised: %w", ErrInvalid)
 	}
 	cl := &Cluster{ID: c.ClusterID, WorkerSecret: c.WorkerSecret, ManagerSecret: c.ManagerSecret,
-		VIPPool: c.VIPPool, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
+		VIPPool: c.VIPPool, PortRange: c.PortRange, RestartGrace: c.RestartGrace, CreateIndex: index, ModifyIndex: index}
 	putCluster(txn, cl)
 	return cl, nil
 }
@@ -135,6 +138,7 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 		if n.Status == "" {
 			n.Status, n.StatusAt = old.Status, old.StatusAt
 		}
+		n.RestartingUntil = restartMarkAfterUpsert(old, c)
 	} else {
 		n.CreateIndex = index
 		if n.Availability == "" {
@@ -159,6 +163,9 @@ func applyNodeStatus(txn *memdb.Txn, index uint64, c *NodeStatus) (any, error) {
 	}
 	n := *old
 	n.Status, n.StatusAt, n.ModifyIndex = c.Status, c.At, index
+	if n.Status == api.NodeReady {
+		n.RestartingUntil = time.Time{} // back from its restart (restart.go)
+	}
 	mustInsert(txn, tableNodes, &n)
 	return &n, nil
 }

@@ -26,6 +26,7 @@ const (
 	MsgTokenRotate
 	MsgServiceRollback
 	MsgServiceUpdateStatus
+	MsgNodeRestarting
 )
 
 var msgNames = map[MsgType]string{
@@ -33,7 +34,7 @@ var msgNames = map[MsgType]string{
 	MsgNodeUpdate: "node-update", MsgNodeRemove: "node-remove", MsgServiceCreate: "service-create",
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
-	MsgServiceUpdateStatus: "service-update-status",
+	MsgServiceUpdateStatus: "service-update-status", MsgNodeRestarting: "node-restarting",
 }
 
 func (t MsgType) String() string {
@@ -55,6 +56,9 @@ type ClusterInit struct {
 	VIPPool       string    `json:"vip_pool"`   // CIDR the leader allocates service VIPs from
 	PortRange     [2]int    `json:"port_range"` // published ports picked when the user gives none
 	At            time.Time `json:"at"`
+	// RestartGrace: how long a restarting node's tasks are kept (nil: the
+	// default, api.DefaultRestartGrace; 0: not at all).
+	RestartGrace *time.Duration `json:"restart_grace,omitempty"`
 }
 
 // NodeUpsert registers a node (join) or refreshes its self-description (restart).
@@ -151,6 +155,14 @@ type TokenRotate struct {
 	Secret string       `json:"secret"`
 }
 
+// NodeRestarting records that a node's daemon is stopping to restart, not to
+// leave (api/restart.go): its tasks are kept until At plus the cluster's
+// restart grace. The node's return clears the mark.
+type NodeRestarting struct {
+	NodeID string    `json:"node_id"`
+	At     time.Time `json:"at"`
+}
+
 func (ClusterInit) Type() MsgType         { return MsgClusterInit }
 func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
@@ -164,6 +176,7 @@ func (TaskOps) Type() MsgType             { return MsgTaskOps }
 func (TokenRotate) Type() MsgType         { return MsgTokenRotate }
 func (ServiceRollback) Type() MsgType     { return MsgServiceRollback }
 func (ServiceUpdateStatus) Type() MsgType { return MsgServiceUpdateStatus }
+func (NodeRestarting) Type() MsgType      { return MsgNodeRestarting }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -207,6 +220,8 @@ func Decode(b []byte) (Command, error) {
 		c = &ServiceRollback{}
 	case MsgServiceUpdateStatus:
 		c = &ServiceUpdateStatus{}
+	case MsgNodeRestarting:
+		c = &NodeRestarting{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

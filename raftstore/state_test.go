@@ -35,6 +35,7 @@ func history() []Command {
 		&TokenRotate{Role: api.RoleWorker, Secret: "w2"},
 		&ServiceCreate{ID: "s2", Spec: spec("api", 1), At: t0},
 		&ServiceRemove{Name: "api", At: t0},
+		&NodeRestarting{NodeID: "n2", At: t0},
 		&NodeRemove{NodeID: "n2"},
 	}
 }

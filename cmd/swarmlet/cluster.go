@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -133,6 +134,8 @@ type nodeRow struct {
 	Leader       bool              `json:"leader"`
 	Engine       string            `json:"engine"`
 	Labels       map[string]string `json:"labels,omitempty"`
+	// RestartingUntil: the node said it is restarting; its tasks are kept until then.
+	RestartingUntil time.Time `json:"restarting_until,omitzero"`
 }
 
 func newNodeLs() *cobra.Command {
@@ -144,7 +147,11 @@ func newNodeLs() *cobra.Command {
 			if r.Leader {
 				leader = "*"
 			}
-			return strings.Join([]string{r.ID, r.Hostname, r.Addr, r.Role, r.Status, r.Availability, leader, r.Engine}, "\t")
+			status := r.Status
+			if r.Status == string(api.NodeDown) && !r.RestartingUntil.IsZero() {
+				status += " (restarting)"
+			}
+			return strings.Join([]string{r.ID, r.Hostname, r.Addr, r.Role, status, r.Availability, leader, r.Engine}, "\t")
 		},
 	}
 	c := &cobra.Command{
@@ -165,7 +172,7 @@ func newNodeLs() *cobra.Command {
 			rows := make([]nodeRow, 0, len(nodes))
 			for _, n := range nodes {
 				rows = append(rows, nodeRow{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Role: string(n.Role), Status: string(n.Status),
-					Availability: string(n.Availability), Leader: n.Leader, Engine: n.Engine, Labels: n.Labels})
+					Availability: string(n.Availability), Leader: n.Leader, Engine: n.Engine, Labels: n.Labels, RestartingUntil: n.RestartingUntil})
 			}
 			return l.print(c.OutOrStdout(), rows)
 		},

@@ -60,6 +60,9 @@ func newInitCmd() *cobra.Command {
 	}
 	daemonFlags(c, &cfg)
 	c.Flags().BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: restart this manager as the only voter, keeping the state")
+	grace := c.Flags().Duration("restart-grace", api.DefaultRestartGrace,
+		"how long the tasks of a node whose daemon is restarting are kept before they are replaced elsewhere (cluster-wide; 0: never kept)")
+	cfg.RestartGrace = grace // filled in when the flags are parsed
 	return c
 }
 

@@ -104,6 +104,7 @@ func (s *Server) routes() {
 	h("POST /v1/dispatcher/status", forward.Session, s.handleStatus)
 	h("POST /v1/dispatcher/register", forward.Write, s.handleRegister)
 	h("POST /v1/dispatcher/depart", forward.Write, s.handleDepart)
+	h("POST /v1/dispatcher/restarting", forward.Write, s.handleRestarting)
 }
 
 // Serve serves the API on ln until the server is shut down.

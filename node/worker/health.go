@@ -124,6 +124,11 @@ func (a *Agent) ensureCheck(ctx context.Context, t *api.Task, in engine.Instance
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	hc := &healthCheck{cancel: cancel, health: api.HealthStarting}
+	if t.Status.State == api.TaskRunning && t.Status.Health == api.HealthHealthy && t.Status.ContainerID == in.ID {
+		// Adopted after a daemon restart: the same workload passed its check
+		// before; it keeps serving until a check says otherwise.
+		hc.health = api.HealthHealthy
+	}
 	a.mu.Lock()
 	a.checks[t.ID] = hc
 	a.mu.Unlock()
@@ -145,7 +150,10 @@ func (a *Agent) dropChecks(live map[string]bool) {
 func (a *Agent) runCheck(ctx context.Context, taskID string, h api.HealthCheck, p probe, hc *healthCheck) {
 	interval, timeout, retries := h.Effective()
 	start := a.cfg.Clock()
-	state, fails, passed := api.HealthStarting, 0, false
+	a.mu.Lock()
+	state := hc.health
+	a.mu.Unlock()
+	fails, passed := 0, state == api.HealthHealthy
 	timer := time.NewTimer(min(firstProbe, interval))
 	defer timer.Stop()
 	for {
