@@ -170,6 +170,8 @@ func (a *Agent) runCheck(ctx context.Context, taskID string, h api.HealthCheck, 
 		}
 		next := state
 		switch {
+		case err != nil && a.engineAway():
+			// Its engine is gone (outage.go): a failure says nothing of the task.
 		case err == nil:
 			fails, passed, next = 0, true, api.HealthHealthy
 		case !passed && a.cfg.Clock().Sub(start) < h.StartPeriod:

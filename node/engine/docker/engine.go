@@ -548,6 +548,11 @@ func (e *Engine) Changes(ctx context.Context) <-chan string {
 			}
 			e.log.Warn("docker event stream broke, reconnecting", "err", err)
 			select {
+			case out <- "": // the engine may have gone away: the worker looks now
+			case <-ctx.Done():
+				return
+			}
+			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
