@@ -233,11 +233,17 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		}
 		a.mu.Lock()
 		ended, endedByUs := a.ended[t.ID]
+		inFlight := a.starting[t.ID]
 		a.mu.Unlock()
 		switch {
+		case inFlight:
+			// Its start is under way: a container between create and start is
+			// no exit. The start reports how it went.
 		case endedByUs && (!exists || in.State != api.TaskRunning):
 			a.report(t.ID, ended)
-		case !exists:
+		case !exists || in.State < api.TaskRunning && t.Status.State < api.TaskRunning:
+			// (A container created and never started, by a worker that died in
+			// between, is started afresh: Start removes it first.)
 			if t.Status.State >= api.TaskRunning {
 				a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "workload disappeared", Err: "its " + a.cfg.Engine.Name() + " workload no longer exists"})
 				continue
