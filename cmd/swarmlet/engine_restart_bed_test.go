@@ -15,18 +15,22 @@ import (
 	"github.com/swarmlet/swarmlet/scenarios/bed"
 )
 
-// nodeLoad sends requests without pause from inside a bed host and records,
-// per answering node, when it answered, and every failure.
+// nodeLoad sends requests without pause and records, per answering node (or
+// task: the whoami field named by key), when it answered, and every failure.
 type nodeLoad struct {
 	mu       sync.Mutex
-	answers  map[string][]time.Time // by node ID
-	failures []time.Time
-	errs     []string
+	answers  map[string][]time.Time // by node (or task) ID
+	failures []failure
 	stop     chan struct{}
 	done     chan struct{}
 }
 
-func startNodeLoad(hc *http.Client, url string) *nodeLoad {
+type failure struct {
+	at  time.Time
+	err string
+}
+
+func startNodeLoad(hc *http.Client, url, key string) *nodeLoad {
 	l := &nodeLoad{answers: map[string][]time.Time{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
@@ -46,17 +50,14 @@ func startNodeLoad(hc *http.Client, url string) *nodeLoad {
 					err = fmt.Errorf("status %s", resp.Status)
 				}
 				for _, f := range strings.Fields(string(b)) {
-					if v, ok := strings.CutPrefix(f, "node="); ok {
+					if v, ok := strings.CutPrefix(f, key+"="); ok {
 						node = v
 					}
 				}
 			}
 			l.mu.Lock()
 			if err != nil {
-				l.failures = append(l.failures, now)
-				if len(l.errs) < 5 {
-					l.errs = append(l.errs, err.Error())
-				}
+				l.failures = append(l.failures, failure{now, err.Error()})
 			} else {
 				l.answers[node] = append(l.answers[node], now)
 			}
@@ -67,6 +68,16 @@ func startNodeLoad(hc *http.Client, url string) *nodeLoad {
 }
 
 func (l *nodeLoad) close() { close(l.stop); <-l.done }
+
+// lastAnswer is when id last answered (zero: never).
+func (l *nodeLoad) lastAnswer(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if as := l.answers[id]; len(as) > 0 {
+		return as[len(as)-1]
+	}
+	return time.Time{}
+}
 
 // answeredSince reports whether node answered after t.
 func (l *nodeLoad) answeredSince(node string, t time.Time) bool {
@@ -97,12 +108,15 @@ func (l *nodeLoad) longestGap(node string, from, to time.Time) time.Duration {
 func (l *nodeLoad) failed(from time.Time) (n int, errs []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, at := range l.failures {
-		if !at.Before(from) {
+	for _, f := range l.failures {
+		if !f.at.Before(from) {
 			n++
+			if len(errs) < 5 {
+				errs = append(errs, f.err)
+			}
 		}
 	}
-	return n, l.errs
+	return n, errs
 }
 
 // containersOf lists a host's running containers of a service by task ID.
@@ -169,7 +183,7 @@ func TestEngineRestartBed(t *testing.T) {
 			if len(onH2) != 2 {
 				t.Fatalf("host 2 runs %d tasks, want 2 of 4", len(onH2))
 			}
-			load := startNodeLoad(bc.host(1).HTTPClient(3*time.Second), url)
+			load := startNodeLoad(bc.host(1).HTTPClient(3*time.Second), url, "node")
 			defer load.close()
 			waitFor(t, 20*time.Second, "host 2's tasks answering", func() bool { return load.answeredSince(n2, time.Now().Add(-time.Second)) })
 

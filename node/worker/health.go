@@ -236,5 +236,8 @@ func (a *Agent) endUnhealthy(ctx context.Context, t *api.Task) {
 	if !already {
 		a.log.Warn("stopping unhealthy task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot, "err", why)
 	}
-	a.stopThen(ctx, t.ID, final, 0) // it fails its check: no use keeping it
+	// It left DNS and the VIP with the report of its health just sent; it may
+	// still answer, so the balancers get a moment to hear before it stops, as
+	// for any task that served. (If it died, its exit is reported at once.)
+	a.stopThen(ctx, t.ID, final, min(DrainDelay, t.Spec.StopGrace()))
 }

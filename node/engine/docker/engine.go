@@ -43,6 +43,9 @@ type Engine struct {
 	log *slog.Logger
 	cli *client.Client
 	dns string // IP given to containers as their DNS server, "" for Docker's default
+	// exits: containers the event stream said died, which the list may still
+	// show running (exits.go).
+	exits exits
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -363,13 +366,19 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	out := make([]engine.Instance, 0, len(cs))
+	running := map[string]bool{}
 	for _, c := range cs {
 		if c.Labels[engine.LabelTask] == "" {
 			continue
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
-			out = append(out, e.instanceFromSummary(c))
+			running[c.ID] = true
+			in := e.instanceFromSummary(c)
+			if died, ok := e.exits.exited(c, in); ok {
+				in = died // the list has not caught up with its die event yet
+			}
+			out = append(out, in)
 		default:
 			info, err := e.cli.ContainerInspect(ctx, c.ID)
 			if cerrdefs.IsNotFound(err) {
@@ -381,6 +390,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 			out = append(out, e.instanceFromInspect(info))
 		}
 	}
+	e.exits.forget(running)
 	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
 	return out, nil
 }
@@ -577,6 +587,7 @@ func (e *Engine) forward(ctx context.Context, msgs <-chan events.Message, errs <
 			if m.TimeNano != 0 {
 				*since = time.Unix(0, m.TimeNano)
 			}
+			e.exits.heard(m)
 			id := m.Actor.Attributes[engine.LabelTask]
 			if id == "" {
 				continue
