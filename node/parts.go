@@ -108,6 +108,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 		OnAssignments: func(as api.Assignments) {
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
+			d.rememberManagers(as)
 		}})
 	return nil
 }

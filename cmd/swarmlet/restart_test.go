@@ -166,3 +166,54 @@ func TestDaemonRestartMovesNothing(t *testing.T) {
 	c.mustCLI(1, "service", "rm", "web")
 	waitFor(t, 20*time.Second, "no process left", func() bool { return taskProcesses("web") == 0 })
 }
+
+// TestLeaderRestartMovesNothing: the leader's own daemon restarted with SIGTERM
+// (an upgrade of the managers one by one): it records its restart before it
+// hands leadership over, so the new leader keeps its tasks; back, it runs the
+// same processes.
+func TestLeaderRestartMovesNothing(t *testing.T) {
+	c := newCluster(t, 70)
+	c.start(1, "", "--vip-pool", "127.70.128.0/24")
+	mtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "manager"))
+	c.start(2, mtok, "--availability", "drain")
+	c.start(3, mtok, "--availability", "drain")
+	waitFor(t, 20*time.Second, "3 managers reachable", func() bool {
+		inf, err := c.info(1)
+		return err == nil && inf.Managers == 3 && inf.ManagersUp == 3 && inf.IsLeader
+	})
+	c.mustCLI(1, "service", "create", "--name", "web", "--replicas", "3", "-p", "80", whoamiBin)
+	pids := taskPIDs("web")
+	if len(pids) != 3 {
+		t.Fatalf("%d task processes", len(pids))
+	}
+	c.stop(1, syscall.SIGTERM)
+	waitFor(t, 15*time.Second, "node1 down and restarting, seen by the new leader", func() bool {
+		out, _, err := c.cli(2, "node", "ls", "--format", "json")
+		var ns []restartNodeJSON
+		if err != nil || json.Unmarshal([]byte(out), &ns) != nil {
+			return false
+		}
+		for _, n := range ns {
+			if n.Hostname == "node1" {
+				return n.Status == "down" && !n.RestartingUntil.IsZero()
+			}
+		}
+		return false
+	})
+	c.start(1, "x")
+	waitFor(t, 15*time.Second, "node1 ready again", func() bool {
+		n := c.node(2, "node1")
+		return n.Status == "ready" && n.RestartingUntil.IsZero()
+	})
+	time.Sleep(time.Second)
+	if all := strings.Fields(c.mustCLI(2, "service", "ps", "--all", "-q", "web")); len(all) != 3 {
+		t.Fatalf("tasks replaced across the leader's restart:\n%s", c.mustCLI(2, "service", "ps", "--all", "web"))
+	}
+	for id, pid := range taskPIDs("web") {
+		if pids[id] != pid {
+			t.Fatalf("task %s: pid %d before, %d after", id, pids[id], pid)
+		}
+	}
+	c.mustCLI(2, "service", "rm", "web")
+	waitFor(t, 20*time.Second, "no process left", func() bool { return taskProcesses("web") == 0 })
+}
