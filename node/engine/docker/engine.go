@@ -390,6 +390,9 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 			out = append(out, e.instanceFromInspect(info))
 		}
 	}
+	if err := e.notShuttingDown(ctx, out); err != nil {
+		return nil, err
+	}
 	e.exits.forget(running)
 	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
 	return out, nil

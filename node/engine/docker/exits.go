@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
@@ -17,6 +19,37 @@ import (
 // busy machine: ~300 ms, measured). A crash would wait that long to be seen, so
 // the engine remembers the exits it heard of and List reports such a container
 // as exited at once.
+
+// A dockerd that is shutting down (an engine upgrade, without live-restore)
+// stops every container while it still answers on the connections it has: it
+// closes only its listener first. Its containers' exits look like crashes, and
+// reported so they would be replaced elsewhere, while they are the engine's
+// doing and the worker starts them again once it is back. So a list that shows
+// an exit is trusted only if the engine still takes a new connection; if not,
+// List fails, as it does once the engine is gone.
+
+// notShuttingDown checks, when the list shows a container that exited, that the
+// engine still answers on a new connection.
+func (e *Engine) notShuttingDown(ctx context.Context, list []engine.Instance) error {
+	exited := false
+	for _, in := range list {
+		exited = exited || in.State.Terminal()
+	}
+	if !exited {
+		return nil
+	}
+	cli, err := newClient()
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	defer cli.Close()
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx); err != nil {
+		return fmt.Errorf("list containers: the engine takes no new connection (shutting down?): %w", err)
+	}
+	return nil
+}
 
 // exits is what the event stream said about containers that died.
 type exits struct {
