@@ -63,6 +63,12 @@ type Node struct {
 	// Subnet is the node's share of the cluster's container pool (CIDR), chosen by
 	// the FSM when the node joins and freed when it is removed; "" before then.
 	Subnet string `json:"subnet,omitempty"`
+
+	// RestartingUntil is set when the node's daemon said it is restarting (a
+	// graceful stop, not a leave): its tasks keep running and serving, so while
+	// the node is down they are kept, not replaced, until then. The node's
+	// return clears it (api/restart.go).
+	RestartingUntil time.Time `json:"restarting_until,omitzero"`
 }
 
 // ServiceMode: replicated runs Replicas tasks; global runs one task per eligible node.

@@ -106,7 +106,11 @@ func (o *Orchestrator) plan(snap Snapshot, now time.Time) (ops []api.TaskOp, upd
 		}
 	}
 	if len(orphans) > 0 {
-		ops = append(ops, Remove(nodes, orphans, now)...)
+		rops, rnext := removePlan(nodes, orphans, now)
+		ops = append(ops, rops...)
+		if !rnext.IsZero() && (next.IsZero() || rnext.Before(next)) {
+			next = rnext
+		}
 	}
 	return ops, updates, next
 }

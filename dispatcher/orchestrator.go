@@ -58,6 +58,13 @@ func Reconcile(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.
 // can show them any more). Like Reconcile, applying its ops and calling it again
 // returns nothing new until a worker reports a task stopped.
 func Remove(nodes []*api.Node, tasks []*api.Task, now time.Time) []api.TaskOp {
+	ops, _ := removePlan(nodes, tasks, now)
+	return ops
+}
+
+// removePlan is Remove with the time to look again (a restarting node's grace
+// running out: its tasks are then orphaned and can go).
+func removePlan(nodes []*api.Node, tasks []*api.Task, now time.Time) ([]api.TaskOp, time.Time) {
 	r := newReconciler(nil, nodes, now, nil)
 	tasks = slices.Clone(tasks)
 	slices.SortFunc(tasks, func(a, b *api.Task) int { return cmp.Compare(a.ID, b.ID) })
@@ -70,7 +77,7 @@ func Remove(nodes []*api.Node, tasks []*api.Task, now time.Time) []api.TaskOp {
 			r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDelete, TaskID: t.ID, At: now})
 		}
 	}
-	return r.ops
+	return r.ops, r.next
 }
 
 type reconciler struct {
@@ -181,8 +188,9 @@ func (r *reconciler) global(tasks []*api.Task) {
 				r.keep(old, nil, ts, 0, id)
 			}
 		case cur == nil:
-			// Pause takes nothing new; the node gets its task once it is active.
-			if isActive(n) {
+			// Pause takes nothing new; the node gets its task once it is active
+			// (and a restarting one once it is back).
+			if isActive(n) && n.Status == api.NodeReady {
 				r.create(0, id, maxAttempt(ts), hold{})
 				r.slots = append(r.slots, slotState{nodeID: id})
 			}
@@ -194,7 +202,9 @@ func (r *reconciler) global(tasks []*api.Task) {
 }
 
 func (r *reconciler) globalEligible(n *api.Node) bool {
-	return n.Status == api.NodeReady && n.Availability != api.AvailabilityDrain && r.constraintsHold(n)
+	// A restarting node keeps its task: it still runs (api/restart.go).
+	up := n.Status == api.NodeReady || n.Restarting(r.now)
+	return up && n.Availability != api.AvailabilityDrain && r.constraintsHold(n)
 }
 
 func isActive(n *api.Node) bool {
@@ -449,8 +459,16 @@ func (r *reconciler) orphanIfLost(t *api.Task) api.TaskState {
 	switch n := r.nodes[t.NodeID]; {
 	case n == nil:
 		msg = "node removed"
+	case n.Restarting(r.now):
+		// Its daemon said it restarts: the task still runs and serves, and the
+		// node adopts it when it is back. Look again when the grace runs out.
+		r.wake(n.RestartingUntil)
+		return st
 	case n.Status == api.NodeDown:
 		msg = "node down"
+		if !n.RestartingUntil.IsZero() {
+			msg = "node down: not back within its restart grace"
+		}
 	default:
 		return st
 	}

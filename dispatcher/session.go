@@ -56,8 +56,8 @@ func Endpoints(snap Snapshot) []api.ServiceEndpoints {
 				continue
 			}
 			n := nodes[t.NodeID]
-			if n == nil || n.Status != api.NodeReady {
-				continue
+			if n == nil || !n.TasksServe() {
+				continue // a restarting node's tasks still serve (api/restart.go)
 			}
 			se.Tasks = append(se.Tasks, api.Endpoint{Service: s.Spec.Name, TaskID: t.ID, Slot: t.Slot, NodeID: t.NodeID,
 				NodeIP: n.Addr, Addr: t.Status.Addr, Ports: slices.Clone(t.Status.Ports)})

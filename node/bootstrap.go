@@ -121,7 +121,7 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	defer cancel()
 	if _, err := d.store.Apply(actx, &raftstore.ClusterInit{
 		ClusterID: d.id.ClusterID, Trust: trust,
-		ClusterNetwork: plan, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(),
+		ClusterNetwork: plan, PortRange: [2]int{30000, 32767}, At: time.Now().UTC(), RestartGrace: d.cfg.RestartGrace,
 	}); err != nil {
 		return fmt.Errorf("init cluster: %w", err)
 	}

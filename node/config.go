@@ -66,7 +66,10 @@ type Config struct {
 	// Autolock wraps every manager's Raft data key with an unlock key the operator
 	// must give after each restart (init only).
 	Autolock bool
-	Logger   *slog.Logger
+	// RestartGrace (init only): how long the tasks of a node that said it is
+	// restarting are kept (nil: api.DefaultRestartGrace; 0: not at all).
+	RestartGrace *time.Duration
+	Logger       *slog.Logger
 	// Out receives the few lines meant for the operator (join commands).
 	Out func(format string, args ...any)
 }
@@ -145,6 +148,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CertExpiry != 0 && c.CertExpiry < pki.MinCertExpiry {
 		return fmt.Errorf("invalid --cert-expiry %s: at least %s (renewal runs at 50-80%% of it)", c.CertExpiry, pki.MinCertExpiry)
+	}
+	if c.RestartGrace != nil && *c.RestartGrace < 0 {
+		return fmt.Errorf("invalid --restart-grace %s: give a duration of 0 or more", *c.RestartGrace)
 	}
 	if !c.Init && c.JoinAddr == "" {
 		return fmt.Errorf("join needs a manager address")

@@ -103,6 +103,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	select {
 	case <-ctx.Done():
+		d.announceRestart() // a stop that is not a leave is a restart
 	case <-d.leaving:
 	}
 	d.shutdown()

@@ -128,6 +128,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 			p.routeLocalnet(d, as)
 			p.feeder.Apply(ctx, as)
 			d.followRole(ctx, as)
+			d.rememberManagers(as)
 		}})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -59,6 +60,8 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyUnlockKey(txn, index, c)
 	case *NodeCert:
 		res, err = applyNodeCert(txn, index, c)
+	case *NodeRestarting:
+		res, err = applyNodeRestarting(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -92,7 +95,7 @@ func applyClusterInit(txn *memdb.Txn, index uint64, c *ClusterInit) (any, error)
 		return nil, err
 	}
 	cl := &Cluster{ID: c.ClusterID, Trust: c.Trust,
-		ClusterNetwork: c.ClusterNetwork, PortRange: c.PortRange, CreateIndex: index, ModifyIndex: index}
+		ClusterNetwork: c.ClusterNetwork, PortRange: c.PortRange, RestartGrace: c.RestartGrace, CreateIndex: index, ModifyIndex: index}
 	putCluster(txn, cl)
 	return cl, nil
 }
@@ -137,6 +140,7 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 		if n.Status == "" {
 			n.Status, n.StatusAt = old.Status, old.StatusAt
 		}
+		n.RestartingUntil = restartMarkAfterUpsert(old, c)
 	} else {
 		n.CreateIndex = index
 		if n.Availability == "" {
@@ -161,6 +165,9 @@ func applyNodeStatus(txn *memdb.Txn, index uint64, c *NodeStatus) (any, error) {
 	}
 	n := *old
 	n.Status, n.StatusAt, n.ModifyIndex = c.Status, c.At, index
+	if n.Status == api.NodeReady {
+		n.RestartingUntil = time.Time{} // back from its restart (restart.go)
+	}
 	mustInsert(txn, tableNodes, &n)
 	return &n, nil
 }

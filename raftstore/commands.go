@@ -31,6 +31,7 @@ const (
 	MsgGossipKeys
 	MsgUnlockKey
 	MsgNodeCert
+	MsgNodeRestarting
 )
 
 var msgNames = map[MsgType]string{
@@ -39,7 +40,7 @@ var msgNames = map[MsgType]string{
 	MsgServiceUpdate: "service-update", MsgServiceScale: "service-scale", MsgServiceRemove: "service-remove",
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
 	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
-	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert",
+	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert", MsgNodeRestarting: "node-restarting",
 }
 
 func (t MsgType) String() string {
@@ -64,6 +65,9 @@ type ClusterInit struct {
 	api.ClusterNetwork
 	PortRange [2]int    `json:"port_range"` // published ports picked when the user gives none
 	At        time.Time `json:"at"`
+	// RestartGrace: how long a restarting node's tasks are kept (nil: the
+	// default, api.DefaultRestartGrace; 0: not at all).
+	RestartGrace *time.Duration `json:"restart_grace,omitempty"`
 }
 
 // NodeUpsert registers a node (join) or refreshes its self-description (restart).
@@ -174,6 +178,14 @@ type LeaderElected struct {
 	At       time.Time `json:"at"`
 }
 
+// NodeRestarting records that a node's daemon is stopping to restart, not to
+// leave (api/restart.go): its tasks are kept until At plus the cluster's
+// restart grace. The node's return clears the mark.
+type NodeRestarting struct {
+	NodeID string    `json:"node_id"`
+	At     time.Time `json:"at"`
+}
+
 func (ClusterInit) Type() MsgType         { return MsgClusterInit }
 func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
@@ -192,6 +204,7 @@ func (CAUpdate) Type() MsgType            { return MsgCAUpdate }
 func (GossipKeysSet) Type() MsgType       { return MsgGossipKeys }
 func (UnlockKeySet) Type() MsgType        { return MsgUnlockKey }
 func (NodeCert) Type() MsgType            { return MsgNodeCert }
+func (NodeRestarting) Type() MsgType      { return MsgNodeRestarting }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -245,6 +258,8 @@ func Decode(b []byte) (Command, error) {
 		c = &UnlockKeySet{}
 	case MsgNodeCert:
 		c = &NodeCert{}
+	case MsgNodeRestarting:
+		c = &NodeRestarting{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

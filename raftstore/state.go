@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -33,6 +34,18 @@ type Cluster struct {
 	PortRange   [2]int `json:"port_range"`
 	CreateIndex uint64 `json:"create_index"`
 	ModifyIndex uint64 `json:"modify_index"`
+
+	// RestartGrace is how long a restarting node's tasks are kept (nil: the
+	// default; 0: not at all). RestartGraceOrDefault reads it.
+	RestartGrace *time.Duration `json:"restart_grace,omitempty"`
+}
+
+// RestartGraceOrDefault is the cluster's restart grace.
+func (c *Cluster) RestartGraceOrDefault() time.Duration {
+	if c == nil || c.RestartGrace == nil {
+		return api.DefaultRestartGrace
+	}
+	return *c.RestartGrace
 }
 
 const (

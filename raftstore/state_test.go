@@ -41,6 +41,7 @@ func history() []Command {
 		&NodeCert{NodeID: "n1", Issuer: "root2", Expiry: t0},
 		&ServiceCreate{ID: "s2", Spec: spec("api", 1), At: t0},
 		&ServiceRemove{Name: "api", At: t0},
+		&NodeRestarting{NodeID: "n2", At: t0},
 		&NodeRemove{NodeID: "n2"},
 	}
 }

@@ -47,10 +47,16 @@ func requireBedTB(t testing.TB) {
 
 func newImgBed(t testing.TB, hosts int) *imgBed {
 	t.Helper()
+	return newBedClusterWith(t, bed.Options{Hosts: hosts, Label: "swarmlet-images-test"})
+}
+
+func newBedClusterWith(t testing.TB, opts bed.Options) *imgBed {
+	t.Helper()
 	requireBedTB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	b, err := bed.New(ctx, bed.Options{Hosts: hosts, Label: "swarmlet-images-test", Log: slog.New(slog.DiscardHandler)})
+	opts.Log = slog.New(slog.DiscardHandler)
+	b, err := bed.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

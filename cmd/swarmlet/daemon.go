@@ -68,6 +68,9 @@ func newInitCmd() *cobra.Command {
 	c.Flags().BoolVar(&cfg.ForceNewCluster, "force-new-cluster", false, "recover from lost quorum: restart this manager as the only voter, keeping the state")
 	c.Flags().BoolVar(&cfg.Autolock, "autolock", false, "encrypt managers' Raft data key with an unlock key printed once; a restarted manager waits for 'swarmlet unlock'")
 	c.Flags().DurationVar(&cfg.CertExpiry, "cert-expiry", pki.DefaultCertExpiry, "lifetime of node and operator certificates (renewed automatically at 50-80%)")
+	grace := c.Flags().Duration("restart-grace", api.DefaultRestartGrace,
+		"how long the tasks of a node whose daemon is restarting are kept before they are replaced elsewhere (cluster-wide; 0: never kept)")
+	cfg.RestartGrace = grace // filled in when the flags are parsed
 	return c
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,8 @@ type nodeRow struct {
 	Self          bool              `json:"self"`           // the node the CLI talks to
 	Engine        string            `json:"engine"`
 	Labels        map[string]string `json:"labels,omitempty"`
+	// RestartingUntil: the node said it is restarting; its tasks are kept until then.
+	RestartingUntil time.Time `json:"restarting_until,omitzero"`
 }
 
 // nodeView is a node as templates see it, in docker's field names.
@@ -38,7 +41,11 @@ var nodeListing = listing[nodeRow]{
 		"Availability": "AVAILABILITY", "ManagerStatus": "MANAGER STATUS", "Engine": "ENGINE", "Labels": "LABELS"},
 	id: func(r nodeRow) string { return r.ID },
 	view: func(r nodeRow) any {
-		return nodeView{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, Role: r.Role, Status: r.Status, Availability: r.Availability,
+		status := r.Status
+		if r.Status == string(api.NodeDown) && !r.RestartingUntil.IsZero() {
+			status += " (restarting)"
+		}
+		return nodeView{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, Role: r.Role, Status: status, Availability: r.Availability,
 			ManagerStatus: r.ManagerStatus, Engine: r.Engine, Self: r.Self, Labels: labelString(r.Labels)}
 	},
 }
@@ -94,7 +101,7 @@ func nodeRows(nodes []api.NodeInfo, self string, f filters) []nodeRow {
 		if !ok {
 			continue
 		}
-		rows = append(rows, nodeRow{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Role: string(n.Role), Status: string(n.Status),
+		rows = append(rows, nodeRow{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr, Role: string(n.Role), Status: string(n.Status), RestartingUntil: n.RestartingUntil,
 			Availability: string(n.Availability), Leader: n.Leader, ManagerStatus: managerStatus(n), Self: n.ID == self,
 			Engine: n.Engine, Labels: n.Labels})
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -44,13 +45,21 @@ func main() {
 	})
 	// WHOAMI_HEALTH=fail makes the health endpoint fail: a version whose health
 	// check fails, for rollout tests.
-	failHealth := os.Getenv("WHOAMI_HEALTH") == "fail"
+	// POST /health/fail makes it fail from then on: a task turning unhealthy
+	// while it runs, for tests of how soon it leaves the balancers.
+	var failHealth atomic.Bool
+	failHealth.Store(os.Getenv("WHOAMI_HEALTH") == "fail")
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		if failHealth {
-			http.Error(w, "unhealthy (WHOAMI_HEALTH=fail)", http.StatusServiceUnavailable)
+		if failHealth.Load() {
+			http.Error(w, "unhealthy (WHOAMI_HEALTH=fail or POST /health/fail)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /health/fail", func(w http.ResponseWriter, r *http.Request) {
+		failHealth.Store(true)
+		logger.Info("health check set to fail")
+		fmt.Fprintln(w, "health fails from now on")
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

@@ -84,7 +84,8 @@ type Engine interface {
 	// List returns every workload labelled with this engine's node ID, running or exited.
 	List(ctx context.Context) ([]Instance, error)
 	// Changes delivers task IDs whose workload changed state (exited, died), so the
-	// worker need not poll; the channel closes when ctx ends.
+	// worker need not poll; the channel closes when ctx ends. An empty ID says the
+	// engine's own stream of changes broke: the engine may have gone away.
 	Changes(ctx context.Context) <-chan string
 	// Logs copies the task's output to w; with Follow it keeps copying until ctx
 	// ends. With Timestamps each line starts with its time and a space.

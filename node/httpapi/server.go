@@ -135,6 +135,7 @@ func (s *Server) routes() {
 	h("POST /v1/dispatcher/register", forward.Write, nodes, s.handleRegister)
 	h("POST /v1/dispatcher/depart", forward.Write, nodes, s.handleDepart)
 	h("POST /v1/dispatcher/certificate", forward.Write, nodes, s.handleRenew)
+	h("POST /v1/dispatcher/restarting", forward.Write, nodes, s.handleRestarting)
 }
 
 // timeouts bound how long a client may take to send a request and how long an

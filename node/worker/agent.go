@@ -56,6 +56,12 @@ type Agent struct {
 	// (a failed health check), rather than the exit code the kill caused.
 	ended map[string]api.TaskStatus
 
+	// outage is set while the engine does not answer (outage.go); lastListed
+	// and lastRunning are its last answer.
+	outage      *outage
+	lastListed  time.Time
+	lastRunning map[string]bool
+
 	wake    chan struct{}
 	reports chan api.TaskOp
 	sem     chan struct{} // bounds concurrent starts
@@ -181,7 +187,10 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 func (a *Agent) reconcile(ctx context.Context) error {
 	insts, err := a.cfg.Engine.List(ctx)
 	if err != nil {
-		return fmt.Errorf("list %s workloads: %w", a.cfg.Engine.Name(), err)
+		if ctx.Err() == nil {
+			a.engineGone(err) // nothing is known, so nothing is done (outage.go)
+		}
+		return nil
 	}
 	byTask := make(map[string]engine.Instance, len(insts))
 	for _, in := range insts {
@@ -193,6 +202,7 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	if !synced {
 		return nil // never act before we know what we own: adoption depends on it
 	}
+	restore := a.listed(insts)
 	live := map[string]bool{} // tasks running and meant to: their checks go on
 	for _, t := range assigned {
 		in, exists := byTask[t.ID]
@@ -214,13 +224,26 @@ func (a *Agent) reconcile(ctx context.Context) error {
 		if t.Status.State.Terminal() || t.DesiredState < api.TaskRunning {
 			continue // a held task (desired ready) is not started yet
 		}
+		if restore[t.ID] || a.restoring(t.ID) {
+			// Its engine went away and took it down: started again (outage.go).
+			if restore[t.ID] && (!exists || in.State != api.TaskRunning) {
+				a.restoreAsync(ctx, t)
+			}
+			continue
+		}
 		a.mu.Lock()
 		ended, endedByUs := a.ended[t.ID]
+		inFlight := a.starting[t.ID]
 		a.mu.Unlock()
 		switch {
+		case inFlight:
+			// Its start is under way: a container between create and start is
+			// no exit. The start reports how it went.
 		case endedByUs && (!exists || in.State != api.TaskRunning):
 			a.report(t.ID, ended)
-		case !exists:
+		case !exists || in.State < api.TaskRunning && t.Status.State < api.TaskRunning:
+			// (A container created and never started, by a worker that died in
+			// between, is started afresh: Start removes it first.)
 			if t.Status.State >= api.TaskRunning {
 				a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "workload disappeared", Err: "its " + a.cfg.Engine.Name() + " workload no longer exists"})
 				continue
@@ -319,6 +342,9 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 		case errors.Is(err, engine.ErrRejected):
 			a.log.Warn("task rejected", "task", t.ID, "err", err)
 			a.report(t.ID, api.TaskStatus{State: api.TaskRejected, Message: "rejected", Err: err.Error()})
+		case err != nil && a.startFailedByOutage(ctx):
+			// The engine went away: started once it is back (outage.go).
+			a.log.Info("task start interrupted: its engine went away", "task", t.ID, "err", err)
 		case err != nil:
 			a.log.Warn("task start failed", "task", t.ID, "err", err)
 			a.report(t.ID, api.TaskStatus{State: api.TaskFailed, Message: "start failed", Err: err.Error()})

@@ -124,6 +124,11 @@ func (a *Agent) ensureCheck(ctx context.Context, t *api.Task, in engine.Instance
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	hc := &healthCheck{cancel: cancel, health: api.HealthStarting}
+	if t.Status.State == api.TaskRunning && t.Status.Health == api.HealthHealthy && t.Status.ContainerID == in.ID {
+		// Adopted after a daemon restart: the same workload passed its check
+		// before; it keeps serving until a check says otherwise.
+		hc.health = api.HealthHealthy
+	}
 	a.mu.Lock()
 	a.checks[t.ID] = hc
 	a.mu.Unlock()
@@ -145,7 +150,10 @@ func (a *Agent) dropChecks(live map[string]bool) {
 func (a *Agent) runCheck(ctx context.Context, taskID string, h api.HealthCheck, p probe, hc *healthCheck) {
 	interval, timeout, retries := h.Effective()
 	start := a.cfg.Clock()
-	state, fails, passed := api.HealthStarting, 0, false
+	a.mu.Lock()
+	state := hc.health
+	a.mu.Unlock()
+	fails, passed := 0, state == api.HealthHealthy
 	timer := time.NewTimer(min(firstProbe, interval))
 	defer timer.Stop()
 	for {
@@ -162,6 +170,8 @@ func (a *Agent) runCheck(ctx context.Context, taskID string, h api.HealthCheck, 
 		}
 		next := state
 		switch {
+		case err != nil && a.engineAway():
+			// Its engine is gone (outage.go): a failure says nothing of the task.
 		case err == nil:
 			fails, passed, next = 0, true, api.HealthHealthy
 		case !passed && a.cfg.Clock().Sub(start) < h.StartPeriod:
@@ -226,5 +236,8 @@ func (a *Agent) endUnhealthy(ctx context.Context, t *api.Task) {
 	if !already {
 		a.log.Warn("stopping unhealthy task", "task", t.ID, "service", t.ServiceName, "slot", t.Slot, "err", why)
 	}
-	a.stopThen(ctx, t.ID, final, 0) // it fails its check: no use keeping it
+	// It left DNS and the VIP with the report of its health just sent; it may
+	// still answer, so the balancers get a moment to hear before it stops, as
+	// for any task that served. (If it died, its exit is reported at once.)
+	a.stopThen(ctx, t.ID, final, min(DrainDelay, t.Spec.StopGrace()))
 }

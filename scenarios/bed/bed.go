@@ -44,6 +44,9 @@ type Options struct {
 	// StartTimeout bounds the whole bring-up (namespaces and every engine);
 	// default 90 s. A deadline on the context passed to New also applies.
 	StartTimeout time.Duration
+	// LiveRestore turns dockerd's live-restore on: containers keep running
+	// while their engine is restarted (Host.RestartEngine).
+	LiveRestore bool
 }
 
 // Bed is K hosts joined by one bridge. Every host runs its own containerd and
@@ -54,10 +57,11 @@ type Bed struct {
 	Switch string // name of the namespace holding the bridge
 	Hosts  []*Host
 
-	log       *slog.Logger
-	faults    faults
-	closeOnce sync.Once
-	closeErr  error
+	log         *slog.Logger
+	faults      faults
+	liveRestore bool
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // New sweeps leftovers of dead beds, then brings up a fresh one. On failure
@@ -94,7 +98,7 @@ func New(ctx context.Context, opts Options) (*Bed, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bed{ID: id, Dir: dir, Switch: Prefix + id + "-sw", log: log.With("bed", id)}
+	b := &Bed{ID: id, Dir: dir, Switch: Prefix + id + "-sw", log: log.With("bed", id), liveRestore: opts.LiveRestore}
 	for i := 1; i <= opts.Hosts; i++ {
 		b.Hosts = append(b.Hosts, newHost(b, i))
 	}

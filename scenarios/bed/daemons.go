@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -64,13 +65,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	// gone and the ID is a UUID in DATA_ROOT/engine-id, which may be migrated
 	// from that same key file when missing: so we write one (20.10 ignores it).
 	// Only 20.10 is tried here (Debian 12's).
-	dockerConf := "{}\n"
+	conf := map[string]any{}
 	if dockerdMajor() < 23 {
-		dockerConf = fmt.Sprintf("{\"deprecated-key-path\": %q}\n", filepath.Join(h.Dir, "key.json"))
+		conf["deprecated-key-path"] = filepath.Join(h.Dir, "key.json")
+	}
+	if h.bed.liveRestore {
+		// Containers keep running while dockerd is down (RestartEngine).
+		conf["live-restore"] = true
+	}
+	dockerConf, err := json.Marshal(conf)
+	if err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
 	}
 	files := map[string]string{
 		"containerd.toml": ctrConf,
-		"daemon.json":     dockerConf,
+		"daemon.json":     string(dockerConf) + "\n",
 		"data/engine-id":  newUUID(),
 	}
 	for name, body := range files {
@@ -79,7 +88,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 	}
 
-	var err error
 	h.containerd, err = h.startDaemon("containerd", "--config", filepath.Join(h.Dir, "containerd.toml"))
 	if err != nil {
 		return err
@@ -95,8 +103,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		return fmt.Errorf("%s: containerd: %w", h.Name, err)
 	}
 
+	return h.startDockerd(ctx)
+}
+
+// startDockerd starts the host's dockerd on its containerd and waits until it
+// answers.
+func (h *Host) startDockerd(ctx context.Context) error {
+	ctrSock := filepath.Join(h.Dir, "containerd.sock")
 	bip := h.DockerPool.Addr().As4()
 	bip[3] = 1
+	var err error
 	h.dockerd, err = h.startDaemon("dockerd",
 		"--data-root", filepath.Join(h.Dir, "data"),
 		"--exec-root", filepath.Join(h.Dir, "exec"),
@@ -192,6 +208,39 @@ func waitFor(ctx context.Context, d *daemon, ready func(context.Context) error) 
 		}
 	}
 }
+
+// RestartEngine restarts the host's dockerd, as an engine upgrade does: SIGTERM,
+// wait for it to exit (SIGKILL after 30 s), start it again with the same
+// configuration and wait until it answers. Its containerd keeps running. Without
+// Options.LiveRestore dockerd stops the containers as it goes; with it they keep
+// running. It returns how long the engine did not answer.
+func (h *Host) RestartEngine(ctx context.Context) (time.Duration, error) {
+	d := h.dockerd
+	if d == nil {
+		return 0, fmt.Errorf("%s: no dockerd running", h.Name)
+	}
+	start := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return 0, fmt.Errorf("%s: stop dockerd: %w", h.Name, err)
+	}
+	select {
+	case <-d.exited:
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	h.log().Info("dockerd stopped", "host", h.Name, "took", time.Since(start).Round(time.Millisecond))
+	if err := h.startDockerd(ctx); err != nil {
+		return time.Since(start), err
+	}
+	away := time.Since(start)
+	h.log().Info("dockerd restarted", "host", h.Name, "away", away.Round(time.Millisecond))
+	return away, nil
+}
+
+func (h *Host) log() *slog.Logger { return h.bed.log }
 
 // reap waits for our daemons' exit status (teardown has already stopped them).
 func (h *Host) reap(max time.Duration) {

@@ -47,6 +47,9 @@ type Engine struct {
 	// NetworkWait bounds how long Start waits for the first SetNetwork
 	// (DefaultNetworkWait if zero); set it before the first Start.
 	NetworkWait time.Duration
+	// exits: containers the event stream said died, which the list may still
+	// show running (exits.go).
+	exits exits
 }
 
 // DefaultNetworkWait is how long a Start waits for the node's container
@@ -389,13 +392,19 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	out := make([]engine.Instance, 0, len(cs))
+	running := map[string]bool{}
 	for _, c := range cs {
 		if c.Labels[engine.LabelTask] == "" {
 			continue
 		}
 		switch c.State {
 		case container.StateRunning, container.StatePaused, container.StateRestarting:
-			out = append(out, e.instanceFromSummary(c))
+			running[c.ID] = true
+			in := e.instanceFromSummary(c)
+			if died, ok := e.exits.exited(c, in); ok {
+				in = died // the list has not caught up with its die event yet
+			}
+			out = append(out, in)
 		default:
 			info, err := e.cli.ContainerInspect(ctx, c.ID)
 			if cerrdefs.IsNotFound(err) {
@@ -407,6 +416,10 @@ func (e *Engine) List(ctx context.Context) ([]engine.Instance, error) {
 			out = append(out, e.instanceFromInspect(info))
 		}
 	}
+	if err := e.notShuttingDown(ctx, out); err != nil {
+		return nil, err
+	}
+	e.exits.forget(running)
 	slices.SortFunc(out, func(a, b engine.Instance) int { return strings.Compare(a.TaskID, b.TaskID) })
 	return out, nil
 }
@@ -577,6 +590,11 @@ func (e *Engine) Changes(ctx context.Context) <-chan string {
 			}
 			e.log.Warn("docker event stream broke, reconnecting", "err", err)
 			select {
+			case out <- "": // the engine may have gone away: the worker looks now
+			case <-ctx.Done():
+				return
+			}
+			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Second):
@@ -601,6 +619,7 @@ func (e *Engine) forward(ctx context.Context, msgs <-chan events.Message, errs <
 			if m.TimeNano != 0 {
 				*since = time.Unix(0, m.TimeNano)
 			}
+			e.exits.heard(m)
 			id := m.Actor.Attributes[engine.LabelTask]
 			if id == "" {
 				continue
