@@ -219,10 +219,17 @@ func killTaskProcess(t *testing.T, taskID string) {
 	t.Fatalf("no process for task %s", taskID)
 }
 
+// httpGet fetches url, waiting (10 s at most) for the task behind it to listen:
+// RUNNING says its process started, not that it accepts connections yet.
 func httpGet(t *testing.T, url string) string {
 	t.Helper()
 	hc := http.Client{Timeout: 3 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
 	resp, err := hc.Get(url)
+	for err != nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		resp, err = hc.Get(url)
+	}
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

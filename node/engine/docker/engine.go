@@ -376,7 +376,9 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 				e.log.Warn("graceful stop failed", "task", taskID, "container", shortID(c.ID), "err", err)
 			}
 		}
-		if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		// Another stop of the same task (a reconcile racing a leave) may be
+		// removing it already: the container is going, which is what was asked.
+		if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
 			return fmt.Errorf("stop task %s: remove container %s: %w", taskID, shortID(c.ID), err)
 		}
 		e.log.Info("stopped task", "task", taskID, "container", shortID(c.ID))
