@@ -40,7 +40,7 @@ func TestDockerHealthAndCrashTimes(t *testing.T) {
 	removeContainersOf(t, svc)
 	c := newCluster(t, 70)
 	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
-	c.start(1, "", "--vip-pool", "127.70.128.0/24")
+	c.start(1, "", "--service-range", "10.250.70.0/24")
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
 	waitFor(t, 15*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
 	cl, err := client.New(c.sock(1), client.Options{})

@@ -14,7 +14,7 @@ import (
 // (completed, all 6 at the new version).
 func TestLeaderKilledMidUpdate(t *testing.T) {
 	c := newCluster(t, 70)
-	c.start(1, "", "--vip-pool", "127.70.128.0/24")
+	c.start(1, "", "--service-range", "10.250.70.0/24")
 	mtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "manager"))
 	c.start(2, mtok)
 	c.start(3, mtok)

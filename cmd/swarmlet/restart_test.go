@@ -46,7 +46,7 @@ func byNode(t *testing.T, ts []taskJSON) map[string][]string {
 // node is killed with -9, which says nothing: its tasks are replaced as before.
 func TestDaemonRestartMovesNothing(t *testing.T) {
 	c := newCluster(t, 70)
-	c.start(1, "", "--availability", "drain", "--vip-pool", "127.70.128.0/24")
+	c.start(1, "", "--availability", "drain", "--service-range", "10.250.70.0/24")
 	wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
 	c.start(2, wtok)
 	c.start(3, wtok)
@@ -147,7 +147,7 @@ func TestDaemonRestartMovesNothing(t *testing.T) {
 // same processes.
 func TestLeaderRestartMovesNothing(t *testing.T) {
 	c := newCluster(t, 70)
-	c.start(1, "", "--vip-pool", "127.70.128.0/24")
+	c.start(1, "", "--service-range", "10.250.70.0/24")
 	mtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "manager"))
 	c.start(2, mtok, "--availability", "drain")
 	c.start(3, mtok, "--availability", "drain")

@@ -104,6 +104,20 @@ func New(ctx context.Context, opts Options) (*Bed, error) {
 	}
 	start := time.Now()
 	if err := b.up(ctx); err != nil {
+		// A daemon started a moment ago may still be nsenter, not yet in its
+		// namespace, where teardown looks for processes: end our own children
+		// first, by their handles.
+		for _, h := range b.Hosts {
+			for _, d := range []*daemon{h.dockerd, h.containerd} {
+				if d != nil && d.cmd.Process != nil {
+					_ = d.cmd.Process.Kill()
+					select {
+					case <-d.exited:
+					case <-time.After(10 * time.Second):
+					}
+				}
+			}
+		}
 		if cerr := b.Close(); cerr != nil {
 			err = fmt.Errorf("%w (and teardown: %v)", err, cerr)
 		}

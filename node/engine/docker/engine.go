@@ -377,8 +377,13 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 			}
 		}
 		// Another stop of the same task (a reconcile racing a leave) may be
-		// removing it already: the container is going, which is what was asked.
-		if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) && !strings.Contains(err.Error(), "already in progress") {
+		// removing it already: wait for that removal, so that a caller who goes
+		// on to remove the node's network finds the container gone.
+		err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		if err != nil && strings.Contains(err.Error(), "already in progress") {
+			err = e.waitGone(ctx, c.ID)
+		}
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("stop task %s: remove container %s: %w", taskID, shortID(c.ID), err)
 		}
 		e.log.Info("stopped task", "task", taskID, "container", shortID(c.ID))
@@ -671,4 +676,19 @@ func (e *Engine) Logs(ctx context.Context, taskID string, opt engine.LogOptions,
 // Close implements engine.Engine. Containers keep running.
 func (e *Engine) Close() error {
 	return e.cli.Close()
+}
+
+// waitGone waits (10 s at most) until a container being removed is gone.
+func (e *Engine) waitGone(ctx context.Context, id string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := e.cli.ContainerInspect(ctx, id)
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("container %s is still being removed", shortID(id))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
