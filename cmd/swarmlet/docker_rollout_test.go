@@ -97,8 +97,9 @@ func TestDockerRollingUpdate(t *testing.T) {
 	buildWhoamiTag(t, v2, "2")
 	removeContainersOf(t, svc) // after the daemons are gone (cleanups run last first)
 	c := newCluster(t, 70)
-	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(70)}
 	c.start(1, "", "--service-range", "10.250.70.0/24")
+	c.cleanupDocker(t)
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
 	waitFor(t, 15*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
 

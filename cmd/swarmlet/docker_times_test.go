@@ -39,8 +39,9 @@ func TestDockerHealthAndCrashTimes(t *testing.T) {
 	buildWhoamiTag(t, image, "1") // this tree's whoami: it has POST /health/fail
 	removeContainersOf(t, svc)
 	c := newCluster(t, 70)
-	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240"}
+	c.extra = []string{"--engine", "docker", "--lb", "userspace", "--dns-port", "0", "--port-base", "24240", "--pool", poolFor(71)}
 	c.start(1, "", "--service-range", "10.250.70.0/24")
+	c.cleanupDocker(t)
 	c.start(2, strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker")))
 	waitFor(t, 15*time.Second, "2 nodes", func() bool { ns, err := c.nodes(1); return err == nil && len(ns) == 2 })
 	cl, err := client.New(c.sock(1), client.Options{})
