@@ -152,7 +152,14 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request, st *raftstor
 	}
 	n.Role, n.Status, n.StatusAt = role, api.NodeReady, time.Now().UTC()
 	n.CertIssuer, n.CertExpiry = RootID(ca), chain.Leaf().NotAfter.UTC()
-	n.Labels, n.Availability = nil, ""
+	// Labels are the operator's; the availability a node asks for at join
+	// (join --availability) is kept, as Docker keeps it.
+	n.Labels = nil
+	switch n.Availability {
+	case api.AvailabilityActive, api.AvailabilityPause, api.AvailabilityDrain:
+	default:
+		n.Availability = ""
+	}
 	if _, err := apply(r, st, &raftstore.NodeUpsert{Node: n}); err != nil {
 		writeError(w, err)
 		return
