@@ -17,7 +17,7 @@ build:
 
 # Unit and integration tests (real processes on 127.0.0.x, Docker where it runs,
 # network namespaces for netfilter) plus the short scenario subset.
-test: build lint
+test: build lint image
 	$(GO) test -short -count=1 -timeout 25m ./...
 
 demo: build
