@@ -158,6 +158,20 @@ type ServiceSpec struct {
 	// tag moved later changes nothing until then. Tasks run the pinned image.
 	ImageDigest string `json:"image_digest,omitempty"` // registry manifest digest, sha256:...
 	ImageID     string `json:"image_id,omitempty"`     // engine image ID (config digest), sha256:...
+
+	// What else a task gets (api/extras.go): stored secrets and configs as files,
+	// mounts, and docker's container options.
+	Secrets   []SecretRef       `json:"secrets,omitempty"`
+	Configs   []SecretRef       `json:"configs,omitempty"`
+	Mounts    []Mount           `json:"mounts,omitempty"`
+	Container *ContainerOptions `json:"container,omitempty"`
+
+	// Placement beyond constraints: spread preferences, nested in order, and a cap
+	// on this service's tasks per node (0: none).
+	PlacementPrefs     []PlacementPref `json:"placement_prefs,omitempty"`
+	MaxReplicasPerNode uint64          `json:"max_replicas_per_node,omitempty"`
+	// MaxConcurrent bounds how many tasks of a job run at once (0: Replicas).
+	MaxConcurrent uint64 `json:"max_concurrent,omitempty"`
 }
 
 // Service is a spec plus what the cluster decided about it.
