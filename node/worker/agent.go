@@ -66,6 +66,13 @@ type Agent struct {
 	reports chan api.TaskOp
 	sem     chan struct{} // bounds concurrent starts
 	prep    prepState
+
+	// halted is set by StopAll (leave): no task starts after it, and starts
+	// under way are cancelled and waited for, so nothing outlives the stop.
+	halted       bool
+	starts       sync.WaitGroup
+	haltCtx      context.Context
+	cancelStarts context.CancelFunc
 }
 
 // New returns an agent; Run starts it.
@@ -76,10 +83,12 @@ func New(cfg Config) *Agent {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
+	a := &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
 		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]reported{},
 		checks: map[string]*healthCheck{}, ended: map[string]api.TaskStatus{},
 		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
+	a.haltCtx, a.cancelStarts = context.WithCancel(context.Background())
+	return a
 }
 
 // Run keeps the session, reconciles the engine with the assignments and reports
@@ -308,11 +317,12 @@ func exitStatus(in engine.Instance) api.TaskStatus {
 
 func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 	a.mu.Lock()
-	if a.starting[t.ID] {
+	if a.starting[t.ID] || a.halted {
 		a.mu.Unlock()
 		return
 	}
 	a.starting[t.ID] = true
+	a.starts.Add(1)
 	a.mu.Unlock()
 	if a.cfg.Images != nil {
 		a.report(t.ID, api.TaskStatus{State: api.TaskPreparing, Message: "preparing"})
@@ -320,11 +330,15 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 		a.report(t.ID, api.TaskStatus{State: api.TaskStarting, Message: "starting"})
 	}
 	go func() {
+		defer a.starts.Done()
 		defer func() {
 			a.mu.Lock()
 			delete(a.starting, t.ID)
 			a.mu.Unlock()
 		}()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(a.haltCtx, cancel)()
 		t, ok := a.prepare(ctx, t)
 		if !ok {
 			return
@@ -458,8 +472,20 @@ func (a *Agent) reporter(ctx context.Context) {
 	}
 }
 
-// StopAll stops every workload of this node (swarmlet leave).
+// StopAll stops every workload of this node (swarmlet leave); the agent starts
+// nothing after it.
 func (a *Agent) StopAll(ctx context.Context) error {
+	a.mu.Lock()
+	a.halted = true
+	a.mu.Unlock()
+	a.cancelStarts()
+	done := make(chan struct{})
+	go func() { a.starts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return fmt.Errorf("wait for task starts under way: %w", ctx.Err())
+	}
 	insts, err := a.cfg.Engine.List(ctx)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,10 +181,52 @@ func (e *Engine) RemoveNetwork(ctx context.Context, name string) error {
 	if name == "" {
 		return nil
 	}
-	if err := e.cli.NetworkRemove(ctx, name); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove container network %s: %w", name, err)
+	// The node's tasks are stopped before it leaves, yet Docker may still hold
+	// the endpoint of a container it just removed for a moment (seen on 20.10:
+	// "has active endpoints" right after the remove returned), or a late start
+	// may have attached one: this node's own containers serve no one any more,
+	// and a stale endpoint is let go by a forced disconnect.
+	wait := 50 * time.Millisecond
+	for {
+		err := e.cli.NetworkRemove(ctx, name)
+		if err == nil || cerrdefs.IsNotFound(err) {
+			break
+		}
+		if !strings.Contains(err.Error(), "active endpoints") {
+			return fmt.Errorf("remove container network %s: %w", name, err)
+		}
+		if rerr := e.releaseEndpoints(ctx, name); rerr != nil {
+			return fmt.Errorf("remove container network %s: %w (%w)", name, err, rerr)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("remove container network %s: %w", name, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
 	}
 	e.log.Info("container network removed", "network", name)
+	return nil
+}
+
+// releaseEndpoints removes this node's containers still on its network and
+// disconnects endpoints whose container is gone.
+func (e *Engine) releaseEndpoints(ctx context.Context, networkName string) error {
+	if err := e.removeContainersOf(ctx, networkName, e.cfg.NodeID); err != nil {
+		return err
+	}
+	have, err := e.cli.NetworkInspect(ctx, networkName, network.InspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container network %s: %w", networkName, err)
+	}
+	for id := range have.Containers {
+		if _, err := e.cli.ContainerInspect(ctx, id); !cerrdefs.IsNotFound(err) {
+			continue // a container of someone else's: named by the final error
+		}
+		if err := e.cli.NetworkDisconnect(ctx, networkName, id, true); err != nil && !cerrdefs.IsNotFound(err) {
+			e.log.Warn("disconnect a stale endpoint", "network", networkName, "endpoint", shortID(id), "err", err)
+		}
+	}
 	return nil
 }
 
