@@ -137,7 +137,10 @@ func applyNodeUpsert(txn *memdb.Txn, index uint64, c *NodeUpsert) (any, error) {
 		if n.CertIssuer == "" {
 			n.CertIssuer, n.CertExpiry = old.CertIssuer, old.CertExpiry
 		}
-		if n.Status == "" {
+		if n.Status == "" || c.Refresh {
+			// Liveness is gossip's (NodeStatus): a node's registration carries
+			// the copy its handler read, which a NodeStatus committed meanwhile
+			// has made stale (a node back from a restart was set down again).
 			n.Status, n.StatusAt = old.Status, old.StatusAt
 		}
 		n.RestartingUntil = restartMarkAfterUpsert(old, c)

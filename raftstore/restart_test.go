@@ -114,3 +114,20 @@ func applyAll2(t *testing.T, s *State, cmds ...Command) {
 		}
 	}
 }
+
+// A node's registration is built from the copy of its record its handler read;
+// a NodeStatus committed in between must win: liveness is gossip's. (A node back
+// from a restart was set down again by its own stale registration, and its tasks
+// were orphaned and replaced.)
+func TestRegistrationKeepsLiveness(t *testing.T) {
+	s := NewState()
+	applyAll(t, s, restartHistory(nil))
+	stale := *s.Snapshot().Node("n2")
+	stale.Status = api.NodeDown
+	applyAll2(t, s, &NodeRestarting{NodeID: "n2", At: t0}, &NodeStatus{NodeID: "n2", Status: api.NodeDown, At: t0},
+		&NodeStatus{NodeID: "n2", Status: api.NodeReady, At: t0.Add(time.Second)},
+		&NodeUpsert{Node: stale, Refresh: true})
+	if n := s.Snapshot().Node("n2"); n.Status != api.NodeReady || !n.StatusAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("after a stale registration: status %s at %v, want ready at %v", n.Status, n.StatusAt, t0.Add(time.Second))
+	}
+}
