@@ -33,7 +33,10 @@ import (
 )
 
 const (
-	testImage = "swarmlet/whoami:test"
+	// testImage is this package's own tag: rebuilding the shared
+	// swarmlet/whoami:test while another package's tests run on it (go test
+	// runs packages side by side) would move the tag under them.
+	testImage = "swarmlet/whoami:engine-test"
 	// testLabel marks every container these tests create, for the sweep.
 	testLabel = "swarmlet.test"
 )
