@@ -27,6 +27,9 @@ type Feeder struct {
 
 	mu     sync.Mutex
 	lbLast string
+	// lbErr is the last failure logged: a failure that persists (a VIP the
+	// host cannot bind) is retried on every change, but logged once.
+	lbErr string
 
 	// Observe, if set, is told of each programming of the balancer: how long it
 	// took, whether it failed, and the table (metrics).
@@ -63,8 +66,15 @@ func (f *Feeder) Apply(ctx context.Context, as api.Assignments) {
 	if err != nil {
 		// Not recorded as applied: the next assignments retry it even if the
 		// table is the same (Sync is idempotent).
-		f.log.Warn("lb sync", "err", err)
+		if err.Error() != f.lbErr {
+			f.log.Warn("lb sync", "err", err)
+			f.lbErr = err.Error()
+		}
 		return
+	}
+	if f.lbErr != "" {
+		f.log.Info("lb synced after failures")
+		f.lbErr = ""
 	}
 	f.lbLast = key
 }
