@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 )
 
 func requireIPTables(t testing.TB) {
@@ -73,7 +75,7 @@ func TestFirewall(t *testing.T) {
 	syncOK(t, h2.overlay(t, testDev), tab)
 	echoServer(t, h2.ctr, "10.42.2.2:7000")
 	const addr = "10.42.2.2:7000"
-	pool := DefaultPool
+	pool := ipam.DefaultPool
 	allow := func(owner string) error { return h2.ns.Do(func() error { return AllowForward(pool, owner) }) }
 	remove := func(owner string) error { return h2.ns.Do(func() error { return RemoveForward(pool, owner) }) }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 )
 
 // Containers reaching outside the pool (another host's own address) leave
@@ -22,8 +24,12 @@ func TestMasquerade(t *testing.T) {
 	echoServer(t, h2.ctr, "10.42.2.2:7000")
 	hostAddr := netip.AddrPortFrom(h2.underlay, 7001).String()
 	echoServer(t, h2.ns, hostAddr)
-	allow := func() error { return h1.ns.Do(func() error { return AllowMasquerade(h1.subnet, DefaultPool, "n1") }) }
-	remove := func() error { return h1.ns.Do(func() error { return RemoveMasquerade(h1.subnet, DefaultPool, "n1") }) }
+	allow := func() error {
+		return h1.ns.Do(func() error { return AllowMasquerade(h1.subnet, ipam.DefaultPool, "n1") })
+	}
+	remove := func() error {
+		return h1.ns.Do(func() error { return RemoveMasquerade(h1.subnet, ipam.DefaultPool, "n1") })
+	}
 
 	// Without the masquerade h2 answers the container through the overlay,
 	// so the container's own address arrives: that is what must change.
@@ -125,8 +131,8 @@ func TestRemoveRulesOf(t *testing.T) {
 	dockerLike(t, ns)
 	sub1, sub2 := netip.MustParsePrefix("10.42.1.0/24"), netip.MustParsePrefix("10.42.2.0/24")
 	must(t, "rules of n1 and n2", ns.Do(func() error {
-		return errors.Join(AllowForward(DefaultPool, "n1 cluster=c"), AllowMasquerade(sub1, DefaultPool, "n1 cluster=c"),
-			AllowForward(DefaultPool, "n2 cluster=c"), AllowMasquerade(sub2, DefaultPool, "n2 cluster=c"))
+		return errors.Join(AllowForward(ipam.DefaultPool, "n1 cluster=c"), AllowMasquerade(sub1, ipam.DefaultPool, "n1 cluster=c"),
+			AllowForward(ipam.DefaultPool, "n2 cluster=c"), AllowMasquerade(sub2, ipam.DefaultPool, "n2 cluster=c"))
 	}))
 	var owners []string
 	must(t, "RuleOwners", ns.Do(func() (err error) { owners, err = RuleOwners(); return err }))
@@ -155,8 +161,8 @@ func TestSplitRule(t *testing.T) {
 // Every port of the container bridge gets hairpin mode, once.
 func TestHairpin(t *testing.T) {
 	h := newHost(t, "n1", netip.MustParsePrefix("10.42.1.0/24"), 1450)
-	must(t, "Hairpin", Hairpin(Gateway(h.subnet), h.ns.fd()))
-	must(t, "Hairpin again", Hairpin(Gateway(h.subnet), h.ns.fd()))
+	must(t, "Hairpin", Hairpin(ipam.Gateway(h.subnet), h.ns.fd()))
+	must(t, "Hairpin again", Hairpin(ipam.Gateway(h.subnet), h.ns.fd()))
 	nl := h.ns.netlink(t)
 	port, err := nl.LinkByName("swlcn-c0")
 	must(t, "port", err)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -194,14 +195,14 @@ func (h *host) peer() Peer {
 // MTU, as the daemon gives Docker's network).
 func newHost(t testing.TB, name string, subnet netip.Prefix, ctrMTU int) *host {
 	t.Helper()
-	h := &host{name: name, ns: newTestNS(t), subnet: subnet, ctr: newTestNS(t), ctrAddr: Gateway(subnet).Next()}
+	h := &host{name: name, ns: newTestNS(t), subnet: subnet, ctr: newTestNS(t), ctrAddr: ipam.Gateway(subnet).Next()}
 	nl := h.ns.netlink(t)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-br"}}
 	must(t, "add bridge", nl.LinkAdd(br))
 	brl, err := nl.LinkByName(br.Name)
 	must(t, "look up bridge", err)
 	br.Index = brl.Attrs().Index
-	must(t, "bridge address", nl.AddrAdd(br, &netlink.Addr{IPNet: ipnet(subnet, Gateway(subnet))}))
+	must(t, "bridge address", nl.AddrAdd(br, &netlink.Addr{IPNet: ipnet(subnet, ipam.Gateway(subnet))}))
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-c0", MTU: ctrMTU, MasterIndex: br.Index},
 		PeerName: "eth0", PeerNamespace: netlink.NsFd(h.ctr.fd()), PeerMTU: uint32(ctrMTU)}
 	must(t, "add container veth", nl.LinkAdd(veth))
@@ -214,7 +215,7 @@ func newHost(t testing.TB, name string, subnet netip.Prefix, ctrMTU int) *host {
 	must(t, "container eth0", err)
 	must(t, "container address", cl.AddrAdd(eth, &netlink.Addr{IPNet: ipnet(subnet, h.ctrAddr)}))
 	must(t, "container eth0 up", cl.LinkSetUp(eth))
-	must(t, "container default route", cl.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: Gateway(subnet).AsSlice()}))
+	must(t, "container default route", cl.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: ipam.Gateway(subnet).AsSlice()}))
 	return h
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -269,7 +270,8 @@ func (o *Overlay) plan(t Table) ([]peerEntry, error) {
 	var end uint64
 	macs := map[string]string{}
 	for _, p := range out {
-		lo := uint64(u32(p.subnet.Addr()))
+		a4 := p.subnet.Addr().As4()
+		lo := uint64(binary.BigEndian.Uint32(a4[:]))
 		if lo < end {
 			errs = append(errs, fmt.Errorf("peer %s: subnet %v overlaps another peer's", p.id, p.subnet))
 			continue

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -256,8 +257,8 @@ func TestOverlayReconcile(t *testing.T) {
 	nl := h1.ns.netlink(t)
 	o := h1.overlay(t, testDev)
 	p2 := h2.peer()
-	p3 := Peer{ID: "n3", UnderlayIP: netip.MustParseAddr("198.18.61.3"), Subnet: pfx("10.42.3.0/24")}
-	p4 := Peer{ID: "n4", UnderlayIP: netip.MustParseAddr("198.18.61.4"), Subnet: pfx("10.42.4.0/24")}
+	p3 := Peer{ID: "n3", UnderlayIP: netip.MustParseAddr("198.18.61.3"), Subnet: netip.MustParsePrefix("10.42.3.0/24")}
+	p4 := Peer{ID: "n4", UnderlayIP: netip.MustParseAddr("198.18.61.4"), Subnet: netip.MustParsePrefix("10.42.4.0/24")}
 	syncOK(t, o, Table{Peers: []Peer{h1.peer(), p2, p3, p4}})
 	checkState(t, h1, expect(p2, p3, p4))
 	idx, _ := dump(t, nl, testDev)
@@ -273,7 +274,7 @@ func TestOverlayReconcile(t *testing.T) {
 	// the wrong MAC, n4's route deleted by hand. A route added by hand with
 	// another protocol is the operator's and stays; so does the kernel's
 	// route on another device.
-	gone := Peer{ID: "gone", UnderlayIP: netip.MustParseAddr("198.18.61.9"), Subnet: pfx("10.42.9.0/24")}
+	gone := Peer{ID: "gone", UnderlayIP: netip.MustParseAddr("198.18.61.9"), Subnet: netip.MustParsePrefix("10.42.9.0/24")}
 	fdb := func(p Peer, mac net.HardwareAddr) *netlink.Neigh {
 		return &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF, IP: p.UnderlayIP.AsSlice(), HardwareAddr: mac}
 	}
@@ -285,7 +286,7 @@ func TestOverlayReconcile(t *testing.T) {
 	must(t, "stray route", nl.RouteAdd(&stray))
 	r4 := o.route(idx, peerEntry{subnet: p4.Subnet, vtep: VTEPAddr(p4.Subnet)})
 	must(t, "delete n4 route", nl.RouteDel(&r4))
-	manual := netlink.Route{LinkIndex: idx, Dst: ipnet(pfx("192.0.2.0/24"), netip.MustParseAddr("192.0.2.0")), Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC}
+	manual := netlink.Route{LinkIndex: idx, Dst: ipnet(netip.MustParsePrefix("192.0.2.0/24"), netip.MustParseAddr("192.0.2.0")), Scope: netlink.SCOPE_LINK, Protocol: unix.RTPROT_STATIC}
 	must(t, "manual route", nl.RouteAdd(&manual))
 
 	if _, st := dump(t, nl, testDev); !slices.Contains(st.FDB, "02:73:0a:2a:02:00 dst 198.18.61.99") {
@@ -314,19 +315,19 @@ func TestOverlayBadPeers(t *testing.T) {
 	o := h1.overlay(t, testDev)
 	p2 := h2.peer()
 	bad := []Peer{
-		{ID: "v6", UnderlayIP: netip.MustParseAddr("fd00::1"), Subnet: pfx("10.42.5.0/24")},
-		{ID: "host-bits", UnderlayIP: netip.MustParseAddr("198.18.61.5"), Subnet: pfx("10.42.5.1/24")},
-		{ID: "overlaps-local", UnderlayIP: netip.MustParseAddr("198.18.61.6"), Subnet: pfx("10.42.0.0/16")},
-		{ID: "overlaps-n2", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: pfx("10.42.2.128/25")},
-		{ID: "same-mac", UnderlayIP: netip.MustParseAddr("198.18.61.8"), Subnet: pfx("10.42.8.0/24"), VTEPMAC: MACFor(p2.Subnet)},
+		{ID: "v6", UnderlayIP: netip.MustParseAddr("fd00::1"), Subnet: netip.MustParsePrefix("10.42.5.0/24")},
+		{ID: "host-bits", UnderlayIP: netip.MustParseAddr("198.18.61.5"), Subnet: netip.MustParsePrefix("10.42.5.1/24")},
+		{ID: "overlaps-local", UnderlayIP: netip.MustParseAddr("198.18.61.6"), Subnet: netip.MustParsePrefix("10.42.0.0/16")},
+		{ID: "overlaps-n2", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: netip.MustParsePrefix("10.42.2.128/25")},
+		{ID: "same-mac", UnderlayIP: netip.MustParseAddr("198.18.61.8"), Subnet: netip.MustParsePrefix("10.42.8.0/24"), VTEPMAC: MACFor(p2.Subnet)},
 	}
 	// A subnet something else already routes here is not taken from it.
 	nl := h1.ns.netlink(t)
 	u, err := nl.LinkByName("swlcn-u0")
 	must(t, "underlay", err)
-	other := netlink.Route{LinkIndex: u.Attrs().Index, Dst: ipnet(pfx("10.42.7.0/24"), netip.MustParseAddr("10.42.7.0")), Scope: netlink.SCOPE_LINK}
+	other := netlink.Route{LinkIndex: u.Attrs().Index, Dst: ipnet(netip.MustParsePrefix("10.42.7.0/24"), netip.MustParseAddr("10.42.7.0")), Scope: netlink.SCOPE_LINK}
 	must(t, "other route", nl.RouteAdd(&other))
-	bad = append(bad, Peer{ID: "routed-elsewhere", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: pfx("10.42.7.0/24")})
+	bad = append(bad, Peer{ID: "routed-elsewhere", UnderlayIP: netip.MustParseAddr("198.18.61.7"), Subnet: netip.MustParsePrefix("10.42.7.0/24")})
 
 	err = o.Sync(context.Background(), Table{Peers: append([]Peer{p2}, bad...)})
 	if err == nil {
@@ -357,13 +358,13 @@ func TestOverlaySharedKernel(t *testing.T) {
 	a, c := newBed(t) // a: 10.42.1.0/24 at .1; c: 10.42.2.0/24 at .2, another host
 	nl := a.ns.netlink(t)
 	// Node b runs in a's namespace: its own address and its own bridge.
-	b := &host{name: "n3", ns: a.ns, underlay: netip.MustParseAddr("198.18.61.3"), subnet: pfx("10.42.3.0/24")}
+	b := &host{name: "n3", ns: a.ns, underlay: netip.MustParseAddr("198.18.61.3"), subnet: netip.MustParsePrefix("10.42.3.0/24")}
 	u, err := nl.LinkByName("swlcn-u0")
 	must(t, "underlay", err)
-	must(t, "b's address", nl.AddrAdd(u, &netlink.Addr{IPNet: ipnet(pfx("198.18.61.0/24"), b.underlay)}))
+	must(t, "b's address", nl.AddrAdd(u, &netlink.Addr{IPNet: ipnet(netip.MustParsePrefix("198.18.61.0/24"), b.underlay)}))
 	brb := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-br3"}}
 	must(t, "b's bridge", nl.LinkAdd(brb))
-	must(t, "b's gateway", nl.AddrAdd(brb, &netlink.Addr{IPNet: ipnet(b.subnet, Gateway(b.subnet))}))
+	must(t, "b's gateway", nl.AddrAdd(brb, &netlink.Addr{IPNet: ipnet(b.subnet, ipam.Gateway(b.subnet))}))
 	must(t, "b's bridge up", nl.LinkSetUp(brb))
 
 	tab := Table{Peers: []Peer{a.peer(), b.peer(), c.peer()}}
@@ -397,13 +398,13 @@ func TestOverlayConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"long device name", Config{Device: "swlcn-much-too-long", UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24")}, "longer than 15"},
-		{"vni", Config{VNI: 1 << 24, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24")}, "VNI"},
-		{"port", Config{Port: 70000, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24")}, "port"},
-		{"no underlay", Config{LocalSubnet: pfx("10.42.1.0/24")}, "not IPv4"},
-		{"v6 underlay", Config{UnderlayIP: netip.MustParseAddr("fd00::1"), LocalSubnet: pfx("10.42.1.0/24")}, "not IPv4"},
-		{"subnet host bits", Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.1/24")}, "network address"},
-		{"mtu", Config{MTU: 40, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24")}, "MTU"},
+		{"long device name", Config{Device: "swlcn-much-too-long", UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "longer than 15"},
+		{"vni", Config{VNI: 1 << 24, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "VNI"},
+		{"port", Config{Port: 70000, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "port"},
+		{"no underlay", Config{LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "not IPv4"},
+		{"v6 underlay", Config{UnderlayIP: netip.MustParseAddr("fd00::1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "not IPv4"},
+		{"subnet host bits", Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.1/24")}, "network address"},
+		{"mtu", Config{MTU: 40, UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24")}, "MTU"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -417,7 +418,7 @@ func TestOverlayConfig(t *testing.T) {
 // encapsulated packet and what the MTU is derived from.
 func TestOverlayForeignUnderlay(t *testing.T) {
 	ns := newTestNS(t)
-	_, err := New(Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: pfx("10.42.1.0/24"), NetNSFd: ns.fd()})
+	_, err := New(Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24"), NetNSFd: ns.fd()})
 	if err == nil || !strings.Contains(err.Error(), "on no device") {
 		t.Fatalf("New with a foreign underlay address = %v", err)
 	}
@@ -461,11 +462,11 @@ func (w *watcher) until(t testing.TB, ns *testNS, idx int) []string {
 	must(t, "sentinel link", err)
 	mark := l.Attrs().Index
 	must(t, "sentinel up", nl.LinkSetUp(l))
-	must(t, "sentinel addr", nl.AddrAdd(l, &netlink.Addr{IPNet: ipnet(pfx("198.19.0.0/24"), netip.MustParseAddr("198.19.0.1"))}))
-	must(t, "sentinel neigh", nl.NeighSet(&netlink.Neigh{LinkIndex: mark, State: netlink.NUD_PERMANENT, IP: net.ParseIP("198.19.0.2"), HardwareAddr: MACFor(pfx("198.19.0.0/24"))}))
+	must(t, "sentinel addr", nl.AddrAdd(l, &netlink.Addr{IPNet: ipnet(netip.MustParsePrefix("198.19.0.0/24"), netip.MustParseAddr("198.19.0.1"))}))
+	must(t, "sentinel neigh", nl.NeighSet(&netlink.Neigh{LinkIndex: mark, State: netlink.NUD_PERMANENT, IP: net.ParseIP("198.19.0.2"), HardwareAddr: MACFor(netip.MustParsePrefix("198.19.0.0/24"))}))
 
 	var ev []string
-	pool := DefaultPool
+	pool := ipam.DefaultPool
 	deadline := time.After(5 * time.Second)
 	for seen := 0; seen < 4; {
 		select {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
-	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 	"github.com/swarmlet/swarmlet/node/pki"
 )
 
@@ -25,9 +25,9 @@ const (
 
 // The cluster's default address plan (cnet's defaults, k3s's numbers).
 var (
-	DefaultPool         = cnet.DefaultPool.String()
-	DefaultSubnetBits   = cnet.DefaultNodeBits
-	DefaultServiceRange = cnet.DefaultServiceRange.String()
+	DefaultPool         = ipam.DefaultPool.String()
+	DefaultSubnetBits   = ipam.DefaultNodeBits
+	DefaultServiceRange = ipam.DefaultServiceRange.String()
 )
 
 // Cluster network modes (--cluster-network).
@@ -179,11 +179,11 @@ func (c *Config) plan() (api.ClusterNetwork, error) {
 	if err != nil {
 		return api.ClusterNetwork{}, fmt.Errorf("invalid --service-range %q: give a CIDR such as %s", c.ServiceRange, DefaultServiceRange)
 	}
-	var others []cnet.Range
+	var others []ipam.Range
 	if a, err := netip.ParseAddr(c.AdvertiseAddr); err == nil {
-		others = append(others, cnet.AddrRange("this node's --advertise-addr", a.Unmap()))
+		others = append(others, ipam.AddrRange("this node's --advertise-addr", a.Unmap()))
 	}
-	if err := cnet.ValidatePlan(pool, c.SubnetBits, services, others...); err != nil {
+	if err := ipam.ValidatePlan(pool, c.SubnetBits, services, others...); err != nil {
 		return api.ClusterNetwork{}, fmt.Errorf("invalid address plan: %w", err)
 	}
 	return api.ClusterNetwork{Pool: pool.String(), SubnetBits: c.SubnetBits, ServiceRange: services.String()}, nil

@@ -3,7 +3,7 @@ package node
 import (
 	"net/netip"
 
-	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 	"github.com/swarmlet/swarmlet/dnsdisco"
 	"github.com/swarmlet/swarmlet/node/clusternet"
 	"github.com/swarmlet/swarmlet/node/engine"
@@ -37,7 +37,7 @@ func (d *Daemon) keepSource() (netip.Prefix, string) {
 	}
 	pool, err := netip.ParsePrefix(d.id.Network.Pool)
 	if err != nil {
-		pool = cnet.DefaultPool
+		pool = ipam.DefaultPool
 	}
 	return pool, clusternet.DeviceName(d.id.NodeID)
 }

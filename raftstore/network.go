@@ -7,12 +7,12 @@ import (
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/swarmlet/swarmlet/api"
-	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 )
 
 // The cluster network's share of the FSM: the address plan fixed at init and
 // each node's subnet of the container pool. Subnets are allocated here, inside
-// Apply, by cnet.AllocateSubnet, a pure function of the node table: every
+// Apply, by ipam.AllocateSubnet, a pure function of the node table: every
 // manager picks the same subnet for the same log, and a removed node's subnet
 // is free again because allocation only looks at the nodes that exist.
 
@@ -21,7 +21,7 @@ import (
 // gets the default pool, and nodes that cannot have a subnet of it are still
 // admitted (without one), so an old log replays as it always did.
 func (c *Cluster) Plan() (pool netip.Prefix, bits int, services netip.Prefix) {
-	pool, bits = cnet.DefaultPool, cnet.DefaultNodeBits
+	pool, bits = ipam.DefaultPool, ipam.DefaultNodeBits
 	if p, err := netip.ParsePrefix(c.Pool); err == nil {
 		pool = p
 	}
@@ -61,7 +61,7 @@ func checkPlan(n api.ClusterNetwork) error {
 	if err != nil {
 		return fmt.Errorf("service range %q is not a CIDR: %w", n.ServiceRange, ErrInvalid)
 	}
-	if err := cnet.ValidatePlan(pool, n.SubnetBits, services); err != nil {
+	if err := ipam.ValidatePlan(pool, n.SubnetBits, services); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return nil
@@ -82,8 +82,8 @@ func assignSubnet(txn *memdb.Txn, cl *Cluster, n, old *api.Node) error {
 	pool, bits, services := cl.Plan()
 	strict := cl.strictPlan()
 	if addr, err := netip.ParseAddr(n.Addr); err == nil && strict {
-		self := cnet.AddrRange(fmt.Sprintf("node %s's address", n.ID), addr)
-		if err := cnet.CheckDisjoint(pool, self); err != nil {
+		self := ipam.AddrRange(fmt.Sprintf("node %s's address", n.ID), addr)
+		if err := ipam.CheckDisjoint(pool, self); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		if services.IsValid() && services.Contains(addr) {
@@ -101,7 +101,7 @@ func assignSubnet(txn *memdb.Txn, cl *Cluster, n, old *api.Node) error {
 			taken = append(taken, p)
 		}
 	}
-	sub, err := cnet.AllocateSubnet(pool, bits, taken)
+	sub, err := ipam.AllocateSubnet(pool, bits, taken)
 	if err != nil {
 		if !strict {
 			return nil // an old cluster admits the node without a subnet, as before

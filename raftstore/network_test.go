@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/swarmlet/swarmlet/api"
-	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 )
 
 func planInit(pool string, bits int, services string) *ClusterInit {
@@ -100,7 +100,7 @@ func TestNetworkRefusalsChangeNothing(t *testing.T) {
 		is      error
 	}{
 		{name: "pool full", history: []Command{planInit("10.42.0.0/23", 24, "10.43.0.0/16"), join("n1", "192.168.1.1"), join("n2", "192.168.1.2")},
-			cmd: join("n3", "192.168.1.3"), want: "node n3 cannot join: container pool is full: all 2 /24 subnets of 10.42.0.0/23 are taken", is: cnet.ErrPoolFull},
+			cmd: join("n3", "192.168.1.3"), want: "node n3 cannot join: container pool is full: all 2 /24 subnets of 10.42.0.0/23 are taken", is: ipam.ErrPoolFull},
 		{name: "address in the pool", history: []Command{planInit("10.42.0.0/16", 24, "10.43.0.0/16")},
 			cmd: join("n1", "10.42.7.7"), want: "container pool 10.42.0.0/16 contains node n1's address 10.42.7.7"},
 		{name: "address in the service range", history: []Command{planInit("10.42.0.0/16", 24, "10.43.0.0/16")},

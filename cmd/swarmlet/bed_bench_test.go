@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 )
 
 var (
@@ -53,7 +53,7 @@ func BenchmarkBedNetwork(b *testing.B) {
 	c.mustCLI(1, "service", "create", "--name", "client", "--constraint", "node.hostname==h1", bedImage)
 	vip := c.vip("web")
 	client := c.container(1, "client")
-	gateway := cnet.Gateway(netip.MustParsePrefix(c.subnetOf(1))).String()
+	gateway := ipam.Gateway(netip.MustParsePrefix(c.subnetOf(1))).String()
 	for b.Loop() {
 		web := c.serving("web")
 		var direct []string

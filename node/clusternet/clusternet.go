@@ -20,6 +20,7 @@ import (
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/cnet"
+	"github.com/swarmlet/swarmlet/cnet/ipam"
 	"github.com/swarmlet/swarmlet/lb"
 	"github.com/swarmlet/swarmlet/node/engine"
 )
@@ -131,14 +132,14 @@ func New(cfg Config) (*Net, error) {
 		cfg.Zone = "swarmlet"
 	}
 	cfg.Zone = strings.TrimSuffix(cfg.Zone, ".")
-	n := &Net{cfg: cfg, log: cfg.Logger, pool: cnet.DefaultPool}
+	n := &Net{cfg: cfg, log: cfg.Logger, pool: ipam.DefaultPool}
 	if p, err := netip.ParsePrefix(cfg.Plan.Pool); err == nil {
 		n.pool = p
 	}
 	if p, err := netip.ParsePrefix(cfg.Plan.ServiceRange); err == nil {
 		n.services = p
 	} else if cfg.Plan.ServiceRange == "" {
-		n.services = cnet.DefaultServiceRange
+		n.services = ipam.DefaultServiceRange
 	}
 	if !cfg.Addr.Is4() {
 		return nil, fmt.Errorf("cluster network: the advertise address %v is not IPv4", cfg.Addr)
@@ -250,7 +251,7 @@ func (n *Net) setupLocal(ctx context.Context, subnet netip.Prefix) {
 	}
 	var gw netip.Addr
 	if subnet.IsValid() {
-		gw = cnet.Gateway(subnet)
+		gw = ipam.Gateway(subnet)
 	}
 	if n.cfg.Program && subnet.IsValid() {
 		if n.services.IsValid() && !n.services.Addr().IsLoopback() {
@@ -315,7 +316,7 @@ func (n *Net) hairpin() {
 	if !n.cfg.Program || n.cfg.Networker == nil || !n.subnet.IsValid() || !n.localDone {
 		return
 	}
-	if err := cnet.Hairpin(cnet.Gateway(n.subnet), 0); err != nil {
+	if err := cnet.Hairpin(ipam.Gateway(n.subnet), 0); err != nil {
 		n.log.Warn("hairpin mode on the container bridge", "err", err)
 	}
 }

@@ -1,4 +1,4 @@
-package cnet
+package ipam
 
 import (
 	"errors"
