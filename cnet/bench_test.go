@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/swarmlet/swarmlet/internal/netnstest"
 )
 
 // BenchmarkThroughput measures single-stream TCP throughput with iperf3 from
@@ -17,7 +19,7 @@ import (
 //
 //	go test -run '^$' -bench Throughput -benchtime 1x ./cnet/
 func BenchmarkThroughput(b *testing.B) {
-	requireRoot(b)
+	netnstest.RequireRoot(b)
 	iperf, err := exec.LookPath("iperf3")
 	if err != nil {
 		b.Skip("needs iperf3 (apt-get install -y iperf3)")
@@ -73,7 +75,7 @@ func iperfServer(b *testing.B, iperf string, ns *testNS, addr string, port int) 
 // second the server received.
 func iperfClient(b *testing.B, iperf string, ns *testNS, addr string, port int) float64 {
 	b.Helper()
-	out, err := ns.run(iperf, "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(iperfSeconds), "-J")
+	out, err := ns.Run(iperf, "-c", addr, "-p", strconv.Itoa(port), "-t", strconv.Itoa(iperfSeconds), "-J")
 	if err != nil {
 		b.Fatalf("iperf3 client to %s: %v", addr, err)
 	}

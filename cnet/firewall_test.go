@@ -42,7 +42,7 @@ func dockerLike(t testing.TB, ns *testNS) {
 		{"-A", "FORWARD", "-o", "swlcn-br", "-j", "DROP"},
 		{"-P", "FORWARD", "DROP"},
 	} {
-		if _, err := ns.run("iptables", append([]string{"-w", "5", "-t", "filter"}, args...)...); err != nil {
+		if _, err := ns.Run("iptables", append([]string{"-w", "5", "-t", "filter"}, args...)...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -51,7 +51,7 @@ func dockerLike(t testing.TB, ns *testNS) {
 // ourRules lists DOCKER-USER's rules in ns that carry our comment.
 func ourRules(t testing.TB, ns *testNS) []string {
 	t.Helper()
-	out, err := ns.run("iptables", "-w", "5", "-t", "filter", "-S", "DOCKER-USER")
+	out, err := ns.Run("iptables", "-w", "5", "-t", "filter", "-S", "DOCKER-USER")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestFirewall(t *testing.T) {
 	if r := ourRules(t, h2.ns); len(r) != 0 {
 		t.Fatalf("after RemoveForward: %q", r)
 	}
-	out, err := h2.ns.run("iptables", "-w", "5", "-t", "filter", "-S", "DOCKER-USER")
+	out, err := h2.ns.Run("iptables", "-w", "5", "-t", "filter", "-S", "DOCKER-USER")
 	must(t, "list DOCKER-USER", err)
 	if !strings.Contains(out, "-A DOCKER-USER -j RETURN") {
 		t.Fatalf("Docker's own rule is gone:\n%s", out)

@@ -38,7 +38,7 @@ func TestMasquerade(t *testing.T) {
 	}
 	must(t, "AllowMasquerade", allow())
 	must(t, "AllowMasquerade again", allow())
-	out, err := h1.ns.run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
+	out, err := h1.ns.Run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
 	must(t, "list POSTROUTING", err)
 	if n := strings.Count(out, fwComment); n != 1 {
 		t.Fatalf("after AllowMasquerade twice, %d rules of ours:\n%s", n, out)
@@ -51,7 +51,7 @@ func TestMasquerade(t *testing.T) {
 	}
 	must(t, "RemoveMasquerade", remove())
 	must(t, "RemoveMasquerade again", remove())
-	out, _ = h1.ns.run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
+	out, _ = h1.ns.Run("iptables", "-w", "5", "-t", "nat", "-S", "POSTROUTING")
 	if strings.Contains(out, fwComment) {
 		t.Fatalf("after RemoveMasquerade:\n%s", out)
 	}
@@ -66,9 +66,9 @@ func TestServiceRoute(t *testing.T) {
 	if err := dial("10.43.0.5:7000"); err == nil {
 		t.Fatal("10.43.0.5 is reachable before the route exists")
 	}
-	must(t, "EnsureServiceRoute", EnsureServiceRoute(services, ns.fd()))
-	must(t, "EnsureServiceRoute again", EnsureServiceRoute(services, ns.fd()))
-	out, err := ns.run("ip", "route", "show", "table", "local", "proto", "83")
+	must(t, "EnsureServiceRoute", EnsureServiceRoute(services, ns.Fd()))
+	must(t, "EnsureServiceRoute again", EnsureServiceRoute(services, ns.Fd()))
+	out, err := ns.Run("ip", "route", "show", "table", "local", "proto", "83")
 	must(t, "list routes", err)
 	if strings.Count(out, "local 10.43.0.0/16 dev lo") != 1 {
 		t.Fatalf("local table:\n%s", out)
@@ -89,9 +89,9 @@ func TestServiceRoute(t *testing.T) {
 	if err := dial("10.43.0.6:7000"); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("an unmatched VIP: %v, want connection refused by this host", err)
 	}
-	must(t, "RemoveServiceRoute", RemoveServiceRoute(services, ns.fd()))
-	must(t, "RemoveServiceRoute again", RemoveServiceRoute(services, ns.fd()))
-	if out, _ := ns.run("ip", "route", "show", "table", "local", "proto", "83"); strings.TrimSpace(out) != "" {
+	must(t, "RemoveServiceRoute", RemoveServiceRoute(services, ns.Fd()))
+	must(t, "RemoveServiceRoute again", RemoveServiceRoute(services, ns.Fd()))
+	if out, _ := ns.Run("ip", "route", "show", "table", "local", "proto", "83"); strings.TrimSpace(out) != "" {
 		t.Fatalf("after RemoveServiceRoute:\n%s", out)
 	}
 }
@@ -100,25 +100,25 @@ func TestServiceRoute(t *testing.T) {
 // deletes it, refusing anything that is not vxlan.
 func TestDevices(t *testing.T) {
 	h1, h2 := newBed(t)
-	o, err := New(Config{Device: "swl-tst1", UnderlayIP: h1.underlay, LocalSubnet: h1.subnet, NetNSFd: h1.ns.fd(),
+	o, err := New(Config{Device: "swl-tst1", UnderlayIP: h1.underlay, LocalSubnet: h1.subnet, NetNSFd: h1.ns.Fd(),
 		Logger: testLogger(t), Alias: "swarmlet cluster=c1 node=n1"})
 	must(t, "New", err)
 	t.Cleanup(func() { o.Close(false) })
 	syncOK(t, o, Table{Peers: []Peer{h1.peer(), h2.peer()}})
-	devs, err := Devices("swl-", h1.ns.fd())
+	devs, err := Devices("swl-", h1.ns.Fd())
 	must(t, "Devices", err)
 	if len(devs) != 1 || devs[0] != (Device{Name: "swl-tst1", Alias: "swarmlet cluster=c1 node=n1", VNI: DefaultVNI}) {
 		t.Fatalf("Devices = %+v", devs)
 	}
-	if err := RemoveDevice("swlcn-br", h1.ns.fd()); err == nil {
+	if err := RemoveDevice("swlcn-br", h1.ns.Fd()); err == nil {
 		t.Fatal("RemoveDevice deleted a bridge")
 	}
-	must(t, "RemoveDevice", RemoveDevice("swl-tst1", h1.ns.fd()))
-	must(t, "RemoveDevice again", RemoveDevice("swl-tst1", h1.ns.fd()))
-	if devs, _ := Devices("swl-", h1.ns.fd()); len(devs) != 0 {
+	must(t, "RemoveDevice", RemoveDevice("swl-tst1", h1.ns.Fd()))
+	must(t, "RemoveDevice again", RemoveDevice("swl-tst1", h1.ns.Fd()))
+	if devs, _ := Devices("swl-", h1.ns.Fd()); len(devs) != 0 {
 		t.Fatalf("after RemoveDevice: %+v", devs)
 	}
-	if out, _ := h1.ns.run("ip", "route", "show", "proto", "83"); strings.TrimSpace(out) != "" {
+	if out, _ := h1.ns.Run("ip", "route", "show", "proto", "83"); strings.TrimSpace(out) != "" {
 		t.Fatalf("routes of the removed device remain:\n%s", out)
 	}
 }
@@ -161,9 +161,9 @@ func TestSplitRule(t *testing.T) {
 // Every port of the container bridge gets hairpin mode, once.
 func TestHairpin(t *testing.T) {
 	h := newHost(t, "n1", netip.MustParsePrefix("10.42.1.0/24"), 1450)
-	must(t, "Hairpin", Hairpin(ipam.Gateway(h.subnet), h.ns.fd()))
-	must(t, "Hairpin again", Hairpin(ipam.Gateway(h.subnet), h.ns.fd()))
-	nl := h.ns.netlink(t)
+	must(t, "Hairpin", Hairpin(ipam.Gateway(h.subnet), h.ns.Fd()))
+	must(t, "Hairpin again", Hairpin(ipam.Gateway(h.subnet), h.ns.Fd()))
+	nl := h.ns.Netlink(t)
 	port, err := nl.LinkByName("swlcn-c0")
 	must(t, "port", err)
 	pi, err := nl.LinkGetProtinfo(port)
@@ -171,7 +171,7 @@ func TestHairpin(t *testing.T) {
 	if !pi.Hairpin {
 		t.Fatal("the container's port is not in hairpin mode")
 	}
-	if err := Hairpin(netip.MustParseAddr("10.42.9.1"), h.ns.fd()); err == nil || !strings.Contains(err.Error(), "no device holds") {
+	if err := Hairpin(netip.MustParseAddr("10.42.9.1"), h.ns.Fd()); err == nil || !strings.Contains(err.Error(), "no device holds") {
 		t.Fatalf("Hairpin of a gateway that is not there: %v", err)
 	}
 }

@@ -8,16 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swarmlet/swarmlet/cnet/ipam"
+	"github.com/swarmlet/swarmlet/internal/netnstest"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // The test bed.
@@ -33,137 +30,16 @@ import (
 // attached to it by a veth pair. Two hosts are joined by a veth pair with
 // underlay addresses from 198.18.0.0/15 (RFC 2544's benchmarking range).
 
-type testNS struct {
-	h netns.NsHandle
-}
+type testNS = netnstest.NS
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) to create network namespaces")
-	}
-}
-
+// newTestNS is a namespace without IPv6: its autoconfiguration (DAD, router
+// solicitations) would put events on the netlink groups the no-flap test
+// listens to.
 func newTestNS(t testing.TB) *testNS {
-	t.Helper()
-	requireRoot(t)
-	type res struct {
-		h   netns.NsHandle
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.New() // unshare: this thread is now in the new namespace
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: fmt.Errorf("new netns: %w", err)}
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			ch <- res{err: fmt.Errorf("back to original netns: %w", err)}
-			h.Close()
-			return // the thread stays locked and Go discards it
-		}
-		runtime.UnlockOSThread()
-		ch <- res{h: h}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("create test netns: %v", r.err)
-	}
-	n := &testNS{h: r.h}
-	t.Cleanup(func() { n.h.Close() })
-	nl := n.netlink(t)
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("netns lo: %v", err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatalf("netns lo up: %v", err)
-	}
-	// No IPv6: its autoconfiguration (DAD, router solicitations) would put
-	// events on the netlink groups the no-flap test listens to.
-	n.sysctl(t, "net/ipv6/conf/all/disable_ipv6", "1")
-	n.sysctl(t, "net/ipv6/conf/default/disable_ipv6", "1")
+	n := netnstest.New(t)
+	n.Sysctl(t, "net/ipv6/conf/all/disable_ipv6", "1")
+	n.Sysctl(t, "net/ipv6/conf/default/disable_ipv6", "1")
 	return n
-}
-
-func (n *testNS) fd() int { return int(n.h) }
-
-func (n *testNS) netlink(t testing.TB) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(n.h)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// Do runs f on an OS thread inside the namespace. Sockets made in f belong to
-// the namespace for life, and so do processes started in f.
-func (n *testNS) Do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		// Never run f anywhere but in the test namespace.
-		if cur, err := netns.Get(); err != nil || !cur.Equal(n.h) || cur.Equal(orig) {
-			errc <- errors.New("thread is not in the test netns")
-			return // the thread stays locked and is discarded
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err))
-			return // the thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// sysctl writes /proc/sys/KEY in the namespace (the net sysctls an opener
-// sees are its own thread's namespace's).
-func (n *testNS) sysctl(t testing.TB, key, value string) {
-	t.Helper()
-	err := n.Do(func() error { return os.WriteFile("/proc/sys/"+key, []byte(value+"\n"), 0o644) })
-	if err != nil {
-		t.Fatalf("sysctl %s=%s: %v", key, value, err)
-	}
-}
-
-// run runs a command inside the namespace and returns its combined output.
-func (n *testNS) run(name string, args ...string) (string, error) {
-	var out []byte
-	err := n.Do(func() error {
-		var err error
-		out, err = exec.Command(name, args...).CombinedOutput()
-		return err
-	})
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return string(out), nil
 }
 
 func must(t testing.TB, what string, err error) {
@@ -196,7 +72,7 @@ func (h *host) peer() Peer {
 func newHost(t testing.TB, name string, subnet netip.Prefix, ctrMTU int) *host {
 	t.Helper()
 	h := &host{name: name, ns: newTestNS(t), subnet: subnet, ctr: newTestNS(t), ctrAddr: ipam.Gateway(subnet).Next()}
-	nl := h.ns.netlink(t)
+	nl := h.ns.Netlink(t)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-br"}}
 	must(t, "add bridge", nl.LinkAdd(br))
 	brl, err := nl.LinkByName(br.Name)
@@ -204,13 +80,13 @@ func newHost(t testing.TB, name string, subnet netip.Prefix, ctrMTU int) *host {
 	br.Index = brl.Attrs().Index
 	must(t, "bridge address", nl.AddrAdd(br, &netlink.Addr{IPNet: ipnet(subnet, ipam.Gateway(subnet))}))
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-c0", MTU: ctrMTU, MasterIndex: br.Index},
-		PeerName: "eth0", PeerNamespace: netlink.NsFd(h.ctr.fd()), PeerMTU: uint32(ctrMTU)}
+		PeerName: "eth0", PeerNamespace: netlink.NsFd(h.ctr.Fd()), PeerMTU: uint32(ctrMTU)}
 	must(t, "add container veth", nl.LinkAdd(veth))
 	must(t, "container veth up", nl.LinkSetUp(veth))
 	must(t, "bridge up", nl.LinkSetUp(br))
-	h.ns.sysctl(t, "net/ipv4/ip_forward", "1")
+	h.ns.Sysctl(t, "net/ipv4/ip_forward", "1")
 
-	cl := h.ctr.netlink(t)
+	cl := h.ctr.Netlink(t)
 	eth, err := cl.LinkByName("eth0")
 	must(t, "container eth0", err)
 	must(t, "container address", cl.AddrAdd(eth, &netlink.Addr{IPNet: ipnet(subnet, h.ctrAddr)}))
@@ -223,8 +99,8 @@ func newHost(t testing.TB, name string, subnet netip.Prefix, ctrMTU int) *host {
 // 198.18.61.<a>/24 and 198.18.61.<b>/24.
 func connect(t testing.TB, h1, h2 *host, a, b byte) {
 	t.Helper()
-	nl1, nl2 := h1.ns.netlink(t), h2.ns.netlink(t)
-	u := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-u0"}, PeerName: "swlcn-u1", PeerNamespace: netlink.NsFd(h2.ns.fd())}
+	nl1, nl2 := h1.ns.Netlink(t), h2.ns.Netlink(t)
+	u := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "swlcn-u0"}, PeerName: "swlcn-u1", PeerNamespace: netlink.NsFd(h2.ns.Fd())}
 	must(t, "add underlay veth", nl1.LinkAdd(u))
 	h1.underlay = netip.AddrFrom4([4]byte{198, 18, 61, a})
 	h2.underlay = netip.AddrFrom4([4]byte{198, 18, 61, b})
@@ -251,7 +127,7 @@ func (h *host) overlay(t testing.TB, device string) *Overlay {
 	t.Helper()
 	o, err := New(Config{
 		Device: device, UnderlayIP: h.underlay, LocalSubnet: h.subnet,
-		NetNSFd: h.ns.fd(), Logger: testLogger(t).With("node", h.name),
+		NetNSFd: h.ns.Fd(), Logger: testLogger(t).With("node", h.name),
 	})
 	if err != nil {
 		t.Fatalf("%s: new overlay: %v", h.name, err)

@@ -96,7 +96,7 @@ func dump(t testing.TB, nl *netlink.Handle, dev string) (int, kstate) {
 
 func checkState(t testing.TB, h *host, want kstate) {
 	t.Helper()
-	idx, got := dump(t, h.ns.netlink(t), testDev)
+	idx, got := dump(t, h.ns.Netlink(t), testDev)
 	if idx == 0 {
 		t.Fatalf("%s: no device %s", h.name, testDev)
 	}
@@ -123,7 +123,7 @@ func TestOverlayCrossHost(t *testing.T) {
 	syncOK(t, o2, tab)
 
 	// The device is what flannel's vxlan backend makes.
-	l, err := h1.ns.netlink(t).LinkByName(testDev)
+	l, err := h1.ns.Netlink(t).LinkByName(testDev)
 	must(t, "device", err)
 	vx, ok := l.(*netlink.Vxlan)
 	if !ok {
@@ -136,7 +136,7 @@ func TestOverlayCrossHost(t *testing.T) {
 	if o1.MTU() != 1450 {
 		t.Errorf("MTU() = %d, want 1450", o1.MTU())
 	}
-	addrs, err := h1.ns.netlink(t).AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h1.ns.Netlink(t).AddrList(l, netlink.FAMILY_V4)
 	must(t, "addresses", err)
 	if len(addrs) != 1 || addrs[0].IPNet.String() != "10.42.1.0/32" {
 		t.Fatalf("device addresses %v, want 10.42.1.0/32", addrs)
@@ -174,10 +174,10 @@ func TestOverlayCrossHost(t *testing.T) {
 
 	// leave: the device and everything on it go.
 	must(t, "Close(true)", o1.Close(true))
-	if idx, _ := dump(t, h1.ns.netlink(t), testDev); idx != 0 {
+	if idx, _ := dump(t, h1.ns.Netlink(t), testDev); idx != 0 {
 		t.Fatal("device still there after Close(true)")
 	}
-	routes, err := h1.ns.netlink(t).RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol},
+	routes, err := h1.ns.Netlink(t).RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocol},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	must(t, "routes", err)
 	if len(routes) != 0 {
@@ -201,7 +201,7 @@ func TestOverlayRestartIsQuiet(t *testing.T) {
 	tab := Table{Peers: []Peer{h1.peer(), h2.peer()}}
 	syncOK(t, o1, tab)
 	syncOK(t, o2, tab)
-	nl := h1.ns.netlink(t)
+	nl := h1.ns.Netlink(t)
 	idx0, st0 := dump(t, nl, testDev)
 
 	echoServer(t, h2.ctr, "10.42.2.2:7000")
@@ -254,7 +254,7 @@ func TestOverlayRestartIsQuiet(t *testing.T) {
 // own device only.
 func TestOverlayReconcile(t *testing.T) {
 	h1, h2 := newBed(t)
-	nl := h1.ns.netlink(t)
+	nl := h1.ns.Netlink(t)
 	o := h1.overlay(t, testDev)
 	p2 := h2.peer()
 	p3 := Peer{ID: "n3", UnderlayIP: netip.MustParseAddr("198.18.61.3"), Subnet: netip.MustParsePrefix("10.42.3.0/24")}
@@ -322,7 +322,7 @@ func TestOverlayBadPeers(t *testing.T) {
 		{ID: "same-mac", UnderlayIP: netip.MustParseAddr("198.18.61.8"), Subnet: netip.MustParsePrefix("10.42.8.0/24"), VTEPMAC: MACFor(p2.Subnet)},
 	}
 	// A subnet something else already routes here is not taken from it.
-	nl := h1.ns.netlink(t)
+	nl := h1.ns.Netlink(t)
 	u, err := nl.LinkByName("swlcn-u0")
 	must(t, "underlay", err)
 	other := netlink.Route{LinkIndex: u.Attrs().Index, Dst: ipnet(netip.MustParsePrefix("10.42.7.0/24"), netip.MustParseAddr("10.42.7.0")), Scope: netlink.SCOPE_LINK}
@@ -356,7 +356,7 @@ func TestOverlayBadPeers(t *testing.T) {
 // and takes over when the first one leaves.
 func TestOverlaySharedKernel(t *testing.T) {
 	a, c := newBed(t) // a: 10.42.1.0/24 at .1; c: 10.42.2.0/24 at .2, another host
-	nl := a.ns.netlink(t)
+	nl := a.ns.Netlink(t)
 	// Node b runs in a's namespace: its own address and its own bridge.
 	b := &host{name: "n3", ns: a.ns, underlay: netip.MustParseAddr("198.18.61.3"), subnet: netip.MustParsePrefix("10.42.3.0/24")}
 	u, err := nl.LinkByName("swlcn-u0")
@@ -418,7 +418,7 @@ func TestOverlayConfig(t *testing.T) {
 // encapsulated packet and what the MTU is derived from.
 func TestOverlayForeignUnderlay(t *testing.T) {
 	ns := newTestNS(t)
-	_, err := New(Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24"), NetNSFd: ns.fd()})
+	_, err := New(Config{UnderlayIP: netip.MustParseAddr("198.18.61.1"), LocalSubnet: netip.MustParsePrefix("10.42.1.0/24"), NetNSFd: ns.Fd()})
 	if err == nil || !strings.Contains(err.Error(), "on no device") {
 		t.Fatalf("New with a foreign underlay address = %v", err)
 	}
@@ -439,7 +439,7 @@ func watch(t testing.TB, ns *testNS) *watcher {
 	w := &watcher{make(chan netlink.LinkUpdate, 256), make(chan netlink.AddrUpdate, 256), make(chan netlink.RouteUpdate, 256), make(chan netlink.NeighUpdate, 256)}
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
-	h := ns.h
+	h := ns.Handle()
 	must(t, "subscribe links", netlink.LinkSubscribeWithOptions(w.links, done, netlink.LinkSubscribeOptions{Namespace: &h}))
 	must(t, "subscribe addrs", netlink.AddrSubscribeWithOptions(w.addrs, done, netlink.AddrSubscribeOptions{Namespace: &h}))
 	must(t, "subscribe routes", netlink.RouteSubscribeWithOptions(w.routes, done, netlink.RouteSubscribeOptions{Namespace: &h}))
@@ -454,7 +454,7 @@ func watch(t testing.TB, ns *testNS) *watcher {
 // happened before the sentinel has been seen once the sentinel has.
 func (w *watcher) until(t testing.TB, ns *testNS, idx int) []string {
 	t.Helper()
-	nl := ns.netlink(t)
+	nl := ns.Netlink(t)
 	n := sentinels.Add(1)
 	mk := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("swlcn-mk%da", n)}, PeerName: fmt.Sprintf("swlcn-mk%db", n)}
 	must(t, "sentinel link", nl.LinkAdd(mk))

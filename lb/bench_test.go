@@ -163,7 +163,7 @@ func BenchmarkNetns(b *testing.B) {
 	for i := range 3 {
 		backends = append(backends, startRR(b, fmt.Sprintf("127.0.0.%d:8080", 11+i), listenIn(ns)))
 	}
-	lb, err := New(KindNftables, Config{TableName: "swl-bench", NetNSFd: int(ns.h)})
+	lb, err := New(KindNftables, Config{TableName: "swl-bench", NetNSFd: ns.Fd()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestEveryPortFrontend(t *testing.T) {
 		{Service: "db", IP: net.ParseIP("127.128.0.5"), Proto: "tcp", Backends: []Backend{{IP: net.ParseIP("127.0.0.11")}, {IP: net.ParseIP("127.0.0.12")}}},
 		{Service: "db", IP: net.ParseIP("127.128.0.5"), Port: 7003, Proto: "tcp", Backends: []Backend{{IP: net.ParseIP("127.0.0.13"), Port: 9000}}},
 	}}
-	cfg := Config{Logger: testLogger(t), TableName: "swl-every", NetNSFd: int(ns.h)}
+	cfg := Config{Logger: testLogger(t), TableName: "swl-every", NetNSFd: ns.Fd()}
 	b, err := New(KindNftables, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -43,12 +43,12 @@ func TestEveryPortFrontend(t *testing.T) {
 		}
 		assertEven(t, got, 60, want...)
 	}
-	before := ns.run(t, "nft", "list", "table", "ip", "swl-every")
+	before := ns.MustRun(t, "nft", "list", "table", "ip", "swl-every")
 	again, _ := New(KindNftables, cfg)
 	if err := again.Sync(context.Background(), tbl); err != nil {
 		t.Fatal(err)
 	}
-	if after := ns.run(t, "nft", "list", "table", "ip", "swl-every"); after != before {
+	if after := ns.MustRun(t, "nft", "list", "table", "ip", "swl-every"); after != before {
 		t.Fatalf("adoption changed the table:\n%s\nnow:\n%s", before, after)
 	}
 	if !strings.Contains(before, "ip daddr . meta l4proto vmap @addresses") {

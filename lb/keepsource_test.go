@@ -16,8 +16,8 @@ import (
 // the host is masqueraded as before.
 func TestKeepSource(t *testing.T) {
 	a, b := newTestNS(t), newTestNS(t)
-	nla := a.netlink(t)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ovl0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(b.h))}
+	nla := a.Netlink(t)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ovl0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(b.Fd())}
 	if err := nla.LinkAdd(veth); err != nil {
 		t.Fatal(err)
 	}
@@ -26,13 +26,13 @@ func TestKeepSource(t *testing.T) {
 		{"addr", "add", "10.42.0.3/32", "dev", "lo"}, // the "container"
 		{"route", "add", "local", "10.43.0.0/16", "dev", "lo"},
 	} {
-		a.run(t, "ip", cmd...)
+		a.MustRun(t, "ip", cmd...)
 	}
 	for _, cmd := range [][]string{
 		{"addr", "add", "192.0.2.2/24", "dev", "eth0"}, {"link", "set", "eth0", "up"},
 		{"route", "add", "10.42.0.0/16", "via", "192.0.2.1"},
 	} {
-		b.run(t, "ip", cmd...)
+		b.MustRun(t, "ip", cmd...)
 	}
 	backend := startIDServer(t, "b1", "192.0.2.2:8080", listenIn(b))
 	ask := func(src string) string {
@@ -63,7 +63,7 @@ func TestKeepSource(t *testing.T) {
 		keep               bool
 		fromPool, fromHost string
 	}{{false, "192.0.2.1", "192.0.2.1"}, {true, "10.42.0.3", "192.0.2.1"}} {
-		cfg := Config{Logger: testLogger(t), TableName: "swl-keep", NetNSFd: int(a.h)}
+		cfg := Config{Logger: testLogger(t), TableName: "swl-keep", NetNSFd: a.Fd()}
 		if tc.keep {
 			cfg.KeepSourceFrom, cfg.KeepSourceVia = netip.MustParsePrefix("10.42.0.0/16"), "ovl0"
 		}
@@ -81,12 +81,12 @@ func TestKeepSource(t *testing.T) {
 			t.Errorf("keep=%v: the backend saw the host as %s, want %s", tc.keep, got, tc.fromHost)
 		}
 		// Adopted as it is: a second balancer of the same config changes nothing.
-		before := a.run(t, "nft", "list", "table", "ip", "swl-keep")
+		before := a.MustRun(t, "nft", "list", "table", "ip", "swl-keep")
 		again, _ := New(KindNftables, cfg)
 		if err := again.Sync(context.Background(), tbl); err != nil {
 			t.Fatal(err)
 		}
-		if after := a.run(t, "nft", "list", "table", "ip", "swl-keep"); after != before {
+		if after := a.MustRun(t, "nft", "list", "table", "ip", "swl-keep"); after != before {
 			t.Fatalf("keep=%v: the table changed on adoption:\n%s\nnow:\n%s", tc.keep, before, after)
 		}
 		if tc.keep && !strings.Contains(before, `oifname "ovl0" accept`) {

@@ -44,7 +44,7 @@ func TestLocalnetSetterOnlyWhereNeeded(t *testing.T) {
 	if all != "0" || veth != "1" || lo != "0" {
 		t.Fatalf("route_localnet: all=%s swl-c=%s lo=%s; want 0, 1, 0", all, veth, lo)
 	}
-	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(client.h)})
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: client.Fd()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

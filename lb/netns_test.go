@@ -2,158 +2,25 @@ package lb
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/swarmlet/swarmlet/internal/netnstest"
 	"github.com/swarmlet/swarmlet/internal/testlog"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
-// Network namespace tests.
-//
-// A testNS is an anonymous network namespace: created by unshare(CLONE_NEWNET)
-// on a locked OS thread and referenced only by the file descriptor we keep. It
-// is never bind-mounted, so it vanishes when the fd is closed (t.Cleanup) and
-// also when the test process dies in any way: nothing can leak into the host.
-//
-// Go code runs "in" it through Do: a goroutine locks its OS thread, switches
-// that thread into the namespace, runs f, and switches back. What matters is
-// that a socket belongs to the namespace it was created in, for life: servers
-// are created inside Do and then served from ordinary goroutines; clients dial
-// inside Do. The nftables balancer gets the namespace fd in Config.NetNSFd and
-// opens its netlink sockets there, so it never sees the host's ruleset.
-type testNS struct {
-	h netns.NsHandle
-}
+// Network namespace tests run in internal/netnstest's anonymous namespaces:
+// the nftables balancer gets the namespace fd in Config.NetNSFd and opens its
+// netlink sockets there, so it never sees the host's ruleset.
+type testNS = netnstest.NS
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (CAP_NET_ADMIN) to create network namespaces")
-	}
-}
-
-func newTestNS(t testing.TB) *testNS {
-	t.Helper()
-	requireRoot(t)
-	type res struct {
-		h   netns.NsHandle
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: err}
-			return
-		}
-		defer orig.Close()
-		h, err := netns.New() // unshare: this thread is now in the new namespace
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- res{err: fmt.Errorf("new netns: %w", err)}
-			return
-		}
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: Go discards it when this goroutine ends.
-			ch <- res{err: fmt.Errorf("back to original netns: %w", err)}
-			h.Close()
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- res{h: h}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("create test netns: %v", r.err)
-	}
-	n := &testNS{h: r.h}
-	t.Cleanup(func() { n.h.Close() })
-	nl := n.netlink(t)
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		t.Fatalf("netns lo: %v", err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatalf("netns lo up: %v", err)
-	}
-	return n
-}
-
-func (n *testNS) netlink(t testing.TB) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(n.h)
-	if err != nil {
-		t.Fatalf("netlink handle in netns: %v", err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// Do runs f on an OS thread inside the namespace.
-func (n *testNS) Do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.h); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		// Belt and braces: never run f anywhere but in the test namespace.
-		if cur, err := netns.Get(); err != nil || !cur.Equal(n.h) || cur.Equal(orig) {
-			errc <- errors.New("thread is not in the test netns")
-			return // thread stays locked and is discarded
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err))
-			return // thread stays locked and is discarded
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// run runs a command inside the namespace (a child forked from a thread in the
-// namespace inherits it).
-func (n *testNS) run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is needed to inspect the test namespace: %v", name, err)
-	}
-	var out []byte
-	err := n.Do(func() error {
-		var err error
-		out, err = exec.Command(name, args...).CombinedOutput()
-		return err
-	})
-	if err != nil {
-		t.Fatalf("%s %s in netns: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
+func newTestNS(t testing.TB) *testNS { return netnstest.New(t) }
 
 // idServer is a TCP backend that answers each connection with its name and
 // records the peer address it saw.

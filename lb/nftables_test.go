@@ -63,7 +63,7 @@ func TestNftablesNetns(t *testing.T) {
 		startIDServer(t, fmt.Sprintf("b%d", i+1), b, listenIn(ns))
 	}
 	newLB := func() Balancer {
-		b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: int(ns.h)})
+		b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: ns.Fd()})
 		if err != nil {
 			t.Fatalf("New(nftables): %v", err)
 		}
@@ -71,7 +71,7 @@ func TestNftablesNetns(t *testing.T) {
 	}
 	b := newLB()
 	t.Cleanup(func() { b.Close() })
-	listTable := func() string { return ns.run(t, "nft", "-a", "list", "table", "ip", table) }
+	listTable := func() string { return ns.MustRun(t, "nft", "-a", "list", "table", "ip", table) }
 
 	full := vipTable("127.128.0.1", 80, backends...)
 	full.Frontends = append(full.Frontends, Frontend{Service: "empty", IP: net.ParseIP("127.128.0.2"), Port: 80, Proto: "tcp"})
@@ -134,11 +134,11 @@ func TestNftablesNetns(t *testing.T) {
 	assertEven(t, got, 100, "b1", "b2")
 
 	// Close deletes our table and nothing else.
-	ns.run(t, "nft", "add", "table", "ip", "someone-else")
+	ns.MustRun(t, "nft", "add", "table", "ip", "someone-else")
 	if err := b2.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	all := ns.run(t, "nft", "list", "ruleset")
+	all := ns.MustRun(t, "nft", "list", "ruleset")
 	if strings.Contains(all, "table ip "+table) {
 		t.Errorf("table %s survived Close:\n%s", table, all)
 	}
@@ -162,7 +162,7 @@ func TestNftablesRemoteBackends(t *testing.T) {
 	if err := client.Do(EnableRouteLocalnet); err != nil {
 		t.Fatalf("route_localnet in client netns: %v", err)
 	}
-	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(client.h)})
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: client.Fd()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -200,7 +200,7 @@ func TestNftablesUDPRemoval(t *testing.T) {
 		}
 		backends = append(backends, serveUDPID(t, fmt.Sprintf("u%d", i+1), pc))
 	}
-	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(ns.h)})
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: ns.Fd()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -259,7 +259,7 @@ func TestNftablesRepairs(t *testing.T) {
 		startIDServer(t, fmt.Sprintf("b%d", i+1), fmt.Sprintf("127.0.0.%d:8080", 11+i), listenIn(ns))
 	}
 	const table = "swl-repair"
-	b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: int(ns.h)})
+	b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: table, NetNSFd: ns.Fd()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -270,7 +270,7 @@ func TestNftablesRepairs(t *testing.T) {
 		t.Fatalf("Sync: %v", err)
 	}
 	// Without handles, so that rebuilt objects compare equal.
-	want := ns.run(t, "nft", "list", "table", "ip", table)
+	want := ns.MustRun(t, "nft", "list", "table", "ip", table)
 	tests := []struct {
 		name   string
 		damage []string
@@ -284,11 +284,11 @@ func TestNftablesRepairs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ns.run(t, "nft", tt.damage...)
+			ns.MustRun(t, "nft", tt.damage...)
 			if err := b.Sync(ctx, tbl); err != nil {
 				t.Fatalf("Sync: %v", err)
 			}
-			if got := ns.run(t, "nft", "list", "table", "ip", table); got != want {
+			if got := ns.MustRun(t, "nft", "list", "table", "ip", table); got != want {
 				t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
 			}
 			got, err := spreadIn(ns, 20, "127.128.0.1:80")
@@ -302,7 +302,7 @@ func TestNftablesRepairs(t *testing.T) {
 // vethPair links namespaces a and b with a veth pair and addresses both ends.
 func vethPair(t *testing.T, a *testNS, aName string, aAddrs []string, b *testNS, bName string, bAddrs []string) {
 	t.Helper()
-	anl, bnl := a.netlink(t), b.netlink(t)
+	anl, bnl := a.Netlink(t), b.Netlink(t)
 	if err := anl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aName}, PeerName: bName}); err != nil {
 		t.Fatalf("veth %s-%s: %v", aName, bName, err)
 	}
@@ -310,7 +310,7 @@ func vethPair(t *testing.T, a *testNS, aName string, aAddrs []string, b *testNS,
 	if err != nil {
 		t.Fatalf("veth peer: %v", err)
 	}
-	if err := anl.LinkSetNsFd(peer, int(b.h)); err != nil {
+	if err := anl.LinkSetNsFd(peer, b.Fd()); err != nil {
 		t.Fatalf("veth peer to its netns: %v", err)
 	}
 	setup := func(h *netlink.Handle, name string, addrs []string) {
@@ -354,7 +354,7 @@ func TestNftablesIngress(t *testing.T) {
 	for i, be := range []string{"10.231.2.11:8080", "10.231.2.12:8080"} {
 		srv = append(srv, startIDServer(t, fmt.Sprintf("s%d", i+1), be, listenIn(server)))
 	}
-	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: int(node.h)})
+	b, err := New(KindNftables, Config{Logger: testLogger(t), NetNSFd: node.Fd()})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -13,7 +13,7 @@ func TestListAndDeleteTables(t *testing.T) {
 	ns := newTestNS(t)
 	ctx := context.Background()
 	for _, tc := range []struct{ table, owner string }{{"swl-a", "c1"}, {"swl-b", "c2"}, {"swl-old", ""}} {
-		b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: tc.table, Owner: tc.owner, NetNSFd: int(ns.h)})
+		b, err := New(KindNftables, Config{Logger: testLogger(t), TableName: tc.table, Owner: tc.owner, NetNSFd: ns.Fd()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -21,8 +21,8 @@ func TestListAndDeleteTables(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ns.run(t, "nft", "add", "table", "ip", "other")
-	cfg := Config{NetNSFd: int(ns.h)}
+	ns.MustRun(t, "nft", "add", "table", "ip", "other")
+	cfg := Config{NetNSFd: ns.Fd()}
 	got, err := ListTables(cfg, "swl-")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestListAndDeleteTables(t *testing.T) {
 	if err := DeleteTable(cfg, "swl-nosuch"); err != nil {
 		t.Fatalf("deleting a missing table: %v", err)
 	}
-	out := ns.run(t, "nft", "list", "tables")
+	out := ns.MustRun(t, "nft", "list", "tables")
 	if strings.Contains(out, "swl-a") || !strings.Contains(out, "swl-b") || !strings.Contains(out, "other") {
 		t.Fatalf("after deleting swl-a:\n%s", out)
 	}
