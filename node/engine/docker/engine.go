@@ -223,7 +223,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	}
 	name := ContainerName(t)
 
-	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
+	resp, err := e.create(ctx, config, hostConfig, netConfig, name, cn)
 	if cerrdefs.IsConflict(err) {
 		// The name is taken: Start was called before for this task (a worker restart).
 		if inst, ok, ierr := e.existing(ctx, name, t.ID); ierr != nil {

@@ -163,3 +163,28 @@ func TestStartWaitsForNetwork(t *testing.T) {
 		t.Fatalf("Start without a network: %v", err)
 	}
 }
+
+// A node's network removed behind its back (`docker network prune` while no task
+// uses it) is made again by the next start, which then succeeds.
+func TestStartRemakesPrunedNetwork(t *testing.T) {
+	e := newEngine(t, "prune")
+	ctx := context.Background()
+	n := testNetwork(t, e, testSubnet(3))
+	if err := e.SetNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := testCLI.NetworkRemove(ctx, n.Name); err != nil {
+		t.Fatal(err)
+	}
+	task := whoamiTask("t-pruned", 1)
+	inst, err := e.Start(ctx, task)
+	if err != nil {
+		t.Fatalf("start after the network was pruned: %v", err)
+	}
+	if a, err := netip.ParseAddr(inst.Addr); err != nil || !n.Subnet.Contains(a) {
+		t.Fatalf("task address %q is not of %v", inst.Addr, n.Subnet)
+	}
+	if err := e.Stop(ctx, task.ID); err != nil {
+		t.Fatal(err)
+	}
+}
