@@ -127,15 +127,21 @@ func (o *optionFlags) apply(f *pflag.FlagSet, spec *api.ServiceSpec) error {
 	}
 	// Docker's update semantics: adding a capability takes it off the drop list,
 	// and dropping one takes it off the add list.
+	capName := func(raw string) string {
+		if name, ok := api.NormalizeCapability(raw); ok {
+			return name
+		}
+		return raw // as the user wrote it, for Validate's error
+	}
 	for _, raw := range o.capAdd {
-		name, _ := api.NormalizeCapability(raw)
+		name := capName(raw)
 		c.CapDrop = slices.DeleteFunc(c.CapDrop, func(x string) bool { return x == name })
 		if !slices.Contains(c.CapAdd, name) {
 			c.CapAdd = append(c.CapAdd, name)
 		}
 	}
 	for _, raw := range o.capDrop {
-		name, _ := api.NormalizeCapability(raw)
+		name := capName(raw)
 		c.CapAdd = slices.DeleteFunc(c.CapAdd, func(x string) bool { return x == name })
 		if !slices.Contains(c.CapDrop, name) {
 			c.CapDrop = append(c.CapDrop, name)
