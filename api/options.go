@@ -341,7 +341,8 @@ func (s *ServiceSpec) ValidateExpanded() error {
 	if o.Workdir != "" && !path.IsAbs(o.Workdir) {
 		return fmt.Errorf("invalid workdir %q: not an absolute path", o.Workdir)
 	}
-	for k := range o.ContainerLabels {
+	// Sorted: the FSM runs this too, and every manager must name the same problem.
+	for _, k := range slices.Sorted(maps.Keys(o.ContainerLabels)) {
 		if k == "" {
 			return errors.New("invalid container label: empty key")
 		}
@@ -361,8 +362,8 @@ func (s *ServiceSpec) ValidateExpanded() error {
 			return fmt.Errorf("capability %s is both added and dropped", c)
 		}
 	}
-	for k, v := range o.Sysctls {
-		if err := validateSysctl(k, v); err != nil {
+	for _, k := range slices.Sorted(maps.Keys(o.Sysctls)) {
+		if err := validateSysctl(k, o.Sysctls[k]); err != nil {
 			return err
 		}
 	}
