@@ -263,6 +263,8 @@ func normalizeEmpty(s ServiceSpec) ServiceSpec {
 	if len(s.Constraints) == 0 {
 		s.Constraints = nil
 	}
+	s.Mounts, s.Container = cloneOptions(s)
+	s.normalizeOptions()
 	if s.Health != nil && len(s.Health.Test) == 0 {
 		h := *s.Health
 		h.Test = nil

@@ -144,6 +144,7 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	c.RestartPolicy.Delay = clonePtr(s.RestartPolicy.Delay)
 	c.StopGracePeriod = clonePtr(s.StopGracePeriod)
 	c.Update, c.Rollback = clonePtr(s.Update), clonePtr(s.Rollback)
+	c.Mounts, c.Container = cloneOptions(s)
 	if s.Health != nil {
 		h := *s.Health
 		h.Test = slices.Clone(s.Health.Test)

@@ -13,9 +13,10 @@ import (
 type request struct {
 	serviceID   string
 	constraints []api.Constraint
-	unmet       []string // refusal per constraint, built once rather than per node
-	badSpec     string   // a constraint that does not parse: no node can satisfy it
-	staticKey   string   // requests with equal keys pass the static filters alike
+	unmet       []string          // refusal per constraint, built once rather than per node
+	badSpec     string            // a constraint that does not parse: no node can satisfy it
+	engineGaps  map[string]string // engine name -> what it cannot honour (enginefilter.go)
+	staticKey   string            // requests with equal keys pass the static filters alike
 	cpu, mem    int64
 	ports       []hostPort
 }
@@ -45,7 +46,8 @@ func newRequest(t *api.Task) *request {
 		r.constraints = append(r.constraints, c)
 		r.unmet = append(r.unmet, "unmet constraint "+c.String())
 	}
-	r.staticKey = strings.Join(t.Spec.Constraints, "\x00")
+	r.engineGaps = engineGaps(&t.Spec)
+	r.staticKey = strings.Join(t.Spec.Constraints, "\x00") + engineKey(r.engineGaps)
 	return r
 }
 
@@ -99,7 +101,7 @@ type filter interface {
 // Static filters depend only on the node and the spec, so the scheduler runs them
 // once per group; dynamic filters depend on what was placed so far and run per task.
 var (
-	staticFilters  = []filter{readyFilter{}, availabilityFilter{}, constraintFilter{}}
+	staticFilters  = []filter{readyFilter{}, availabilityFilter{}, constraintFilter{}, engineFilter{}}
 	dynamicFilters = []filter{resourceFilter{}, portFilter{}}
 )
 

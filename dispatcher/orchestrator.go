@@ -204,7 +204,7 @@ func (r *reconciler) global(tasks []*api.Task) {
 func (r *reconciler) globalEligible(n *api.Node) bool {
 	// A restarting node keeps its task: it still runs (api/restart.go).
 	up := n.Status == api.NodeReady || n.Restarting(r.now)
-	return up && n.Availability != api.AvailabilityDrain && r.constraintsHold(n)
+	return up && n.Availability != api.AvailabilityDrain && r.constraintsHold(n) && engineHonours(&r.svc.Spec, n)
 }
 
 func isActive(n *api.Node) bool {

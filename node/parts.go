@@ -119,7 +119,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	d.goBG(func() { p.net.Run(ctx) })
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
 	p.feeder.Observe = lbObserved(d.metrics)
-	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
+	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, NodeHostname: d.cfg.Hostname, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
 		OnAssignments: func(as api.Assignments) {
 			// The container network first: the worker starts this answer's
 			// tasks right after, and they join it.

@@ -174,6 +174,7 @@ func (d *deployFlags) apply(f *pflag.FlagSet, spec *api.ServiceSpec) error {
 func newServiceUpdate() *cobra.Command {
 	var (
 		dep                                    deployFlags
+		opts                                   optionFlags
 		image, restart, endpointMode           string
 		replicas                               int64
 		envAdd, envRm, labelAdd, labelRm       []string
@@ -289,6 +290,9 @@ func newServiceUpdate() *cobra.Command {
 			if err := dep.apply(f, &spec); err != nil {
 				return err
 			}
+			if err := opts.apply(f, &spec); err != nil {
+				return err
+			}
 			if force {
 				spec.ForceUpdate++
 			}
@@ -319,6 +323,7 @@ func newServiceUpdate() *cobra.Command {
 	}
 	f := c.Flags()
 	dep.register(f)
+	opts.register(f, true)
 	f.StringVar(&image, "image", "", "new image (the program, for the process engine)")
 	f.StringVar(&args, "args", "", "new command arguments, space separated")
 	f.Int64Var(&replicas, "replicas", 0, "number of tasks")

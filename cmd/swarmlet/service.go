@@ -74,6 +74,7 @@ func newServiceCreate() *cobra.Command {
 		maxAttempts                                 uint64
 		dep                                         deployFlags
 		imgFlags                                    imageFlags
+		opts                                        optionFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -136,6 +137,9 @@ func newServiceCreate() *cobra.Command {
 			if err := dep.apply(c.Flags(), &spec); err != nil {
 				return err
 			}
+			if err := opts.apply(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -183,6 +187,7 @@ func newServiceCreate() *cobra.Command {
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	dep.register(f)
+	opts.register(f, false)
 	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/dispatcher"
 	"github.com/swarmlet/swarmlet/node/token"
 	"github.com/swarmlet/swarmlet/raftstore"
 )
@@ -86,6 +87,10 @@ func (s *Server) handleServiceCreate(w http.ResponseWriter, r *http.Request, st 
 		writeError(w, badRequest("%v", err))
 		return
 	}
+	if err := dispatcher.EngineRefusal(&spec, st.Snapshot().Nodes()); err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
 	auth, warnings, err := s.pinImage(r, st, &spec, nil)
 	if err != nil {
 		writeError(w, err)
@@ -146,6 +151,10 @@ func (s *Server) handleServiceUpdate(w http.ResponseWriter, r *http.Request, st 
 	}
 	req.Spec.Normalize()
 	if err := req.Spec.Validate(); err != nil {
+		writeError(w, badRequest("%v", err))
+		return
+	}
+	if err := dispatcher.EngineRefusal(&req.Spec, st.Snapshot().Nodes()); err != nil {
 		writeError(w, badRequest("%v", err))
 		return
 	}

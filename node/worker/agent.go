@@ -28,10 +28,13 @@ var ErrNodeRemoved = errors.New("node removed from the cluster")
 
 // Config wires an agent.
 type Config struct {
-	NodeID  string
-	Engine  engine.Engine
-	Manager Manager
-	Logger  *slog.Logger
+	NodeID string
+	// NodeHostname is this node's name as the cluster knows it, for templates
+	// ({{.Node.Hostname}}).
+	NodeHostname string
+	Engine       engine.Engine
+	Manager      Manager
+	Logger       *slog.Logger
 	// OnAssignments sees every new assignment set (DNS and LB tables follow it).
 	OnAssignments func(api.Assignments)
 	// Clock is time.Now unless a test sets it.
@@ -350,7 +353,7 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 		}
 		defer func() { <-a.sem }()
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		in, err := a.cfg.Engine.Start(sctx, t)
+		in, err := a.startExpanded(sctx, t)
 		cancel()
 		switch {
 		case errors.Is(err, engine.ErrRejected):

@@ -132,7 +132,7 @@ func (a *Agent) restoreAsync(ctx context.Context, t *api.Task) {
 		if err := a.cfg.Engine.Stop(sctx, t.ID); err != nil { // the exited workload
 			a.log.Warn("remove exited workload", "task", t.ID, "err", err)
 		}
-		in, err := a.cfg.Engine.Start(sctx, tc)
+		in, err := a.startExpanded(sctx, tc)
 		switch {
 		case ctx.Err() != nil:
 		case err != nil && a.startFailedByOutage(ctx):

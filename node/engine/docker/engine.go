@@ -221,6 +221,9 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	case e.dns != "":
 		hostConfig.DNS = []string{e.dns}
 	}
+	if err := e.applyOptions(ctx, t, config, hostConfig); err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
 	name := ContainerName(t)
 
 	resp, err := e.create(ctx, config, hostConfig, netConfig, name, cn)
@@ -238,7 +241,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			// "No such image: X": preparing (node/images) did not get it here.
 			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
 		}
-		if cerrdefs.IsInvalidArgument(err) {
+		if cerrdefs.IsInvalidArgument(err) || bindSourceMissing(err) {
 			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
 		}
 		return engine.Instance{}, fmt.Errorf("start task %s: create container: %w", t.ID, err)
@@ -246,7 +249,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	if err := e.cli.ContainerStart(ctx, resp.ID, container.StartOptions{}); err != nil {
 		// A container that never started is of no use: remove it, even if ctx ended.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if rerr := e.cli.ContainerRemove(rmCtx, resp.ID, container.RemoveOptions{Force: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+		if rerr := e.cli.ContainerRemove(rmCtx, resp.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			e.log.Warn("remove container that failed to start", "task", t.ID, "container", resp.ID, "err", rerr)
 		}
 		cancel()
@@ -284,7 +287,7 @@ func (e *Engine) existing(ctx context.Context, name, taskID string) (engine.Inst
 	if inst.NodeID != e.cfg.NodeID {
 		return engine.Instance{}, false, fmt.Errorf("container %s belongs to node %q", name, inst.NodeID)
 	}
-	if err := e.cli.ContainerRemove(ctx, info.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	if err := e.cli.ContainerRemove(ctx, info.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return engine.Instance{}, false, fmt.Errorf("remove stale container %s: %w", name, err)
 	}
 	return engine.Instance{}, false, nil
@@ -379,7 +382,9 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 		// Another stop of the same task (a reconcile racing a leave) may be
 		// removing it already: wait for that removal, so that a caller who goes
 		// on to remove the node's network finds the container gone.
-		err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		// RemoveVolumes takes the task's anonymous volumes (a --mount without a
+		// source) with it; named volumes stay, as with Docker's own services.
+		err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && strings.Contains(err.Error(), "already in progress") {
 			err = e.waitGone(ctx, c.ID)
 		}

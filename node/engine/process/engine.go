@@ -38,6 +38,9 @@ type Engine struct {
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL
 	// (DefaultStopTimeout if zero). Set it before the first Stop.
 	StopTimeout time.Duration
+	// CgroupRoot is where the cgroup file systems are mounted, for tasks with
+	// limits (DefaultCgroupRoot if empty). Set it before the first Start.
+	CgroupRoot string
 
 	cfg engine.Config
 	log *slog.Logger
@@ -188,6 +191,10 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	if err != nil {
 		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
 	}
+	opts, err := e.taskOptions(t)
+	if err != nil {
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
 	path, err := exec.LookPath(t.Spec.Image)
 	if err != nil {
 		return engine.Instance{}, fmt.Errorf("start task %s: program %q not found or not executable (PATH=%s): %w",
@@ -205,7 +212,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 		}
 	}()
 
-	env := append(os.Environ(), engine.TaskEnv(e.cfg, t)...)
+	env := append(append(os.Environ(), opts.env...), engine.TaskEnv(e.cfg, t)...)
 	for i, p := range ports {
 		if i == 0 {
 			env = append(env, "PORT="+strconv.Itoa(p.HostPort))
@@ -228,7 +235,24 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	// A new session: its own process group (Stop signals the group, so grandchildren
 	// go too) and no controlling terminal, so a ^C or hang-up aimed at the daemon
 	// does not reach it. No Pdeathsig, on purpose.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: opts.cred}
+	cmd.Dir = opts.dir
+	cg, err := e.newCgroup(t, opts.limits)
+	if err != nil {
+		logf.Close()
+		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
+	}
+	if cg != nil {
+		defer func() {
+			if !started {
+				cg.remove()
+			}
+		}()
+		if err := cg.gateCmd(cmd); err != nil {
+			logf.Close()
+			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
+		}
+	}
 	if err := e.writeIntent(t.ID); err != nil {
 		logf.Close()
 		return engine.Instance{}, fmt.Errorf("start task %s: %w", t.ID, err)
@@ -236,6 +260,13 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	defer e.clearIntent(t.ID) // after the record is written, or after a failed start
 	err = cmd.Start()
 	logf.Close() // the child holds its own descriptor
+	if err == nil && cg != nil {
+		if aerr := cg.attach(cmd); aerr != nil {
+			_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, aerr, engine.ErrRejected)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.ENOENT) {
 			// Not a program this machine can run: retrying here will not help.
@@ -267,6 +298,9 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			StopGrace:   t.Spec.StopGracePeriod,
 		},
 	}
+	if cg != nil {
+		tk.rec.Cgroups = cg.paths
+	}
 	if err := e.writeRecord(tk.rec); err != nil {
 		// Without a record a restarted daemon could not find the process: undo.
 		_ = killGroup(pid, syscall.SIGKILL)
@@ -283,6 +317,9 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	go func() {
 		werr := cmd.Wait()
 		code, msg := exitInfo(cmd.ProcessState, werr)
+		if code == 128+int(syscall.SIGKILL) && cg != nil && oomKilled(cg.paths) {
+			msg = "out of memory (OOM killed)" // as Docker says it
+		}
 		e.finish(tk, code, msg)
 	}()
 	return inst, nil
@@ -389,7 +426,11 @@ func (e *Engine) Stop(ctx context.Context, taskID string) error {
 	if e.tasks[taskID] == tk {
 		delete(e.tasks, taskID)
 	}
+	cgroups := tk.rec.Cgroups
 	e.mu.Unlock()
+	if err := removeCgroups(cgroups); err != nil {
+		e.log.Warn("task cgroup left", "task", taskID, "err", err)
+	}
 	for _, path := range []string{e.recordPath(taskID), e.logPath(taskID), e.stampPath(taskID)} {
 		if err := os.Remove(path); err != nil && !isNotExist(err) {
 			return fmt.Errorf("stop task %s: %w", taskID, err)

@@ -30,6 +30,8 @@ type record struct {
 	// grace, then kills (unset: SIGTERM and the engine's StopTimeout).
 	StopSignal int            `json:"stop_signal,omitempty"`
 	StopGrace  *time.Duration `json:"stop_grace,omitempty"`
+	// Cgroups are the task's own cgroup directories (limits), removed with it.
+	Cgroups []string `json:"cgroups,omitempty"`
 
 	// Set once the process is known to have exited.
 	Exited     bool      `json:"exited,omitempty"`
