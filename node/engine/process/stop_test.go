@@ -18,11 +18,20 @@ func TestStopUsesSpecSignalAndGrace(t *testing.T) {
 	e := newEngine(t, engine.Config{DataDir: dir})
 	got := filepath.Join(t.TempDir(), "signal")
 	// INT is noted and ignored; TERM is ignored: only the kill ends it.
-	task := shTask("t-sig", "trap 'echo INT > "+got+"' INT; trap '' TERM; while true; do sleep 0.05; done")
+	ready := filepath.Join(t.TempDir(), "ready")
+	task := shTask("t-sig", "trap 'echo INT > "+got+"' INT; trap '' TERM; touch "+ready+"; while true; do sleep 0.05; done")
 	grace := 400 * time.Millisecond
 	task.Spec.StopSignal, task.Spec.StopGracePeriod = "SIGINT", &grace
 	if _, err := e.Start(context.Background(), task); err != nil {
 		t.Fatal(err)
+	}
+	// A signal before the shell has set its traps would simply end it.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+		if time.Now().After(deadline) {
+			t.Fatal("the task's shell never set its traps")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	// A new engine over the same data dir adopts the process with its settings.
 	e.Close()
