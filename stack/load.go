@@ -105,7 +105,9 @@ type logNotes struct {
 	restore func()
 }
 
-func (n *logNotes) Levels() []logrus.Level { return []logrus.Level{logrus.WarnLevel, logrus.ErrorLevel} }
+func (n *logNotes) Levels() []logrus.Level {
+	return []logrus.Level{logrus.WarnLevel, logrus.ErrorLevel}
+}
 func (n *logNotes) Fire(e *logrus.Entry) error {
 	n.msgs = append(n.msgs, e.Message)
 	return nil
