@@ -64,6 +64,7 @@ func Load(ctx context.Context, o Options) (*Stack, error) {
 	popts, err := cli.NewProjectOptions(o.Files,
 		cli.WithName(o.Name),
 		cli.WithEnv(o.Env),
+		cli.WithEnvFiles(),
 		cli.WithDotEnv,
 		cli.WithProfiles(o.Profiles),
 		cli.WithResolvedPaths(true),
@@ -86,13 +87,28 @@ func Load(ctx context.Context, o Options) (*Stack, error) {
 	return st, nil
 }
 
-var additionalRE = regexp.MustCompile(`additional propert(y|ies) (.*) not allowed`)
+var (
+	additionalRE = regexp.MustCompile(`(?:(\S*[^\s:]) )?additional propert(?:y|ies) ((?:'[^']*'(?:, )?)+) not allowed`)
+	falseRE      = regexp.MustCompile(`(\S+) false schema`)
+	quotedRE     = regexp.MustCompile(`'([^']*)'`)
+)
 
-// oneLine keeps a loader error on the one line the CLI prints, in plainer
-// words where the schema's are a riddle.
+// oneLine keeps a loader error on the one line the CLI prints, and words the
+// schema's refusals of keys it does not know as what they are.
 func oneLine(err error) string {
 	s := strings.Join(strings.Fields(err.Error()), " ")
-	return additionalRE.ReplaceAllString(s, "unknown key $2")
+	s = additionalRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := additionalRE.FindStringSubmatch(m)
+		var keys []string
+		for _, q := range quotedRE.FindAllStringSubmatch(sub[2], -1) {
+			if sub[1] != "" {
+				q[1] = sub[1] + "." + q[1]
+			}
+			keys = append(keys, q[1])
+		}
+		return "unknown key " + strings.Join(keys, ", ")
+	})
+	return falseRE.ReplaceAllString(s, "unknown key $1")
 }
 
 // compose-go warns through logrus's standard logger (a variable that is not
