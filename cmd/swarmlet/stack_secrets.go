@@ -46,4 +46,4 @@ func (noObjects) Update(context.Context, string, string, []byte) (bool, error) {
 	return false, errNoObjectStore
 }
 func (noObjects) List(context.Context, string, string) ([]string, error) { return nil, nil }
-func (noObjects) Remove(context.Context, string, string) error          { return errNoObjectStore }
+func (noObjects) Remove(context.Context, string, string) error           { return errNoObjectStore }
