@@ -23,6 +23,9 @@ import (
 // capitals).
 var shortNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// objectNameRE is Docker's rule for secret and config names.
+var objectNameRE = regexp.MustCompile(`^[a-zA-Z0-9]+(?:[a-zA-Z0-9-_.]*[a-zA-Z0-9])?$`)
+
 // convert maps a loaded project to the stack's specs, objects and warnings.
 func convert(p *types.Project) (*Stack, error) {
 	st := &Stack{Name: p.Name}
@@ -411,8 +414,8 @@ func objects(p *types.Project, kind string, used map[string]bool) ([]Object, err
 			fo = types.FileObjectConfig(p.Configs[key])
 		}
 		o := Object{Key: key, Name: fo.Name, External: bool(fo.External)}
-		if err := api.ValidateName(o.Name); err != nil && !o.External {
-			return nil, fmt.Errorf("%ss.%s: stored as %q: %w", kind, key, o.Name, err)
+		if len(o.Name) > 64 || !objectNameRE.MatchString(o.Name) {
+			return nil, fmt.Errorf("%ss.%s: invalid name %q: use 1-64 letters, digits, '-', '_' and '.', starting and ending with a letter or digit", kind, key, o.Name)
 		}
 		switch {
 		case o.External:

@@ -593,6 +593,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad restart condition", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {restart_policy: {condition: sometimes}}\n"}, `service web: invalid restart condition "sometimes"`},
 		{"bad update order", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {update_config: {order: sideways}}\n"}, "order"},
 		{"bad constraint", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {placement: {constraints: [\"node.colour==red\"]}}\n"}, "invalid constraint"},
+		{"bad secret name", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {name: \"-bad\", environment: HOME}\n"}, `secrets.s: invalid name "-bad"`},
 		{"bad volume reference", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    volumes: [{type: volume, source: nope, target: /x}]\n"}, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
