@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
@@ -144,13 +145,12 @@ func owner(stack string) string {
 }
 
 // compare plans the update of cur to spec. The cluster's copy carries what
-// the manager added (the image pins, the force counter): those are not the
-// file's, so they are left out of the comparison, and the update keeps the
-// counter (the manager keeps the pins when the image is the same).
+// the manager added (the force counter, and what flatten leaves out): those
+// are not the file's, so they are not compared, and the update keeps the
+// counter (the manager keeps its pins when the image is the same).
 func compare(spec api.ServiceSpec, cur *api.Service) (ServiceChange, error) {
 	spec.ForceUpdate = cur.Spec.ForceUpdate
 	have := cur.Spec
-	have.ImageDigest, have.ImageID = "", ""
 	have.Normalize()
 	fields, err := diff(have, spec)
 	if err != nil {
@@ -158,9 +158,18 @@ func compare(spec api.ServiceSpec, cur *api.Service) (ServiceChange, error) {
 	}
 	c := ServiceChange{Action: Unchanged, Name: spec.Name, Spec: spec, Current: cur}
 	if len(fields) > 0 {
-		c.Action, c.Fields, c.Rolls = Update, fields, !api.SameTaskSpec(have, spec)
+		c.Action, c.Fields = Update, fields
+		for _, f := range fields {
+			c.Rolls = c.Rolls || rolls(f.Path)
+		}
 	}
 	return c, nil
+}
+
+// rolls says whether a change of the field at path replaces tasks: all but
+// those api.SameTaskSpec leaves out (the replica count, the update settings).
+func rolls(path string) bool {
+	return path != "replicas" && !strings.HasPrefix(path, "update_config") && !strings.HasPrefix(path, "rollback_config")
 }
 
 // diff lists the fields of two specs that differ, by their JSON form: what the
@@ -211,6 +220,7 @@ func flatten(s api.ServiceSpec) (map[string]string, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, err
 	}
+	managers(v)
 	out := map[string]string{}
 	var walk func(prefix string, v any)
 	walk = func(prefix string, v any) {
@@ -234,6 +244,26 @@ func flatten(s api.ServiceSpec) (map[string]string, error) {
 	}
 	walk("", v)
 	return out, nil
+}
+
+// managers drops from a spec's JSON what the manager sets where it stores a
+// spec: the image's pins (api/images.go) and, in each secret and config
+// reference, the stored object's ID and version (api/extras.go). By their
+// JSON names, so that the comparison needs no change when such a field is
+// added; a file never sets them.
+func managers(v any) {
+	m, _ := v.(map[string]any)
+	delete(m, "image_digest")
+	delete(m, "image_id")
+	for _, list := range []string{"secrets", "configs"} {
+		refs, _ := m[list].([]any)
+		for _, r := range refs {
+			if r, ok := r.(map[string]any); ok {
+				delete(r, "id")
+				delete(r, "version")
+			}
+		}
+	}
 }
 
 // Counts sums the plan's service actions.

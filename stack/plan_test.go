@@ -19,6 +19,19 @@ func stored(t *testing.T, spec api.ServiceSpec, version uint64) api.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The manager resolves each secret reference to the stored object's ID
+	// and version (by JSON, as those fields are the secrets work's).
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		t.Fatal(err)
+	}
+	sp := raw["spec"].(map[string]any)
+	if refs, ok := sp["secrets"].([]any); ok {
+		for _, r := range refs {
+			r.(map[string]any)["id"], r.(map[string]any)["version"] = "sid", 3
+		}
+	}
+	b, _ = json.Marshal(raw)
 	var s api.Service
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
@@ -98,13 +111,14 @@ func TestPlan(t *testing.T) {
 			t.Fatalf("fields %q", paths)
 		}
 	})
-	t.Run("replicas alone roll no task", func(t *testing.T) {
-		p, err := PlanDeploy(mustLoad(t, strings.Replace(planFile, "replicas: 2", "replicas: 4", 1), "pw.txt", "x"), cluster, objs, false)
+	t.Run("replicas and update settings roll no task", func(t *testing.T) {
+		f := strings.NewReplacer("replicas: 2", "replicas: 4", "parallelism: 1", "parallelism: 2").Replace(planFile)
+		p, err := PlanDeploy(mustLoad(t, f, "pw.txt", "x"), cluster, objs, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range p.Services {
-			if c.Name == "shop_web" && (c.Action != Update || c.Rolls) {
+			if c.Name == "shop_web" && (c.Action != Update || c.Rolls || len(c.Fields) != 2) {
 				t.Fatalf("%+v", c)
 			}
 		}
