@@ -115,9 +115,16 @@ func TestStackDeploy(t *testing.T) {
 	if s := stackState(t, cl); len(s) != 0 {
 		t.Fatalf("bad input created %v", s)
 	}
+	// What a stack does not do is a warning naming it, and the rest deploys.
+	warned := writeStack(t, dir, "warned.yml", "services:\n  web:\n    image: "+whoamiBin+"\n    build: .\n    depends_on: [db]\n  db:\n    image: "+whoamiBin+"\n")
+	out, errOut, err := c.cli(1, "stack", "deploy", "--dry-run", "-c", warned, "shop")
+	if err != nil || !strings.Contains(errOut, "Warning: services.web.build is not supported and is ignored") ||
+		!strings.Contains(errOut, "Warning: services.web.depends_on is not supported") || !strings.Contains(out, "+ service shop_web (create)") {
+		t.Fatalf("warnings: %v\n%s\n%s", err, errOut, out)
+	}
 
 	// A dry run of a new stack lists what it would create, and creates nothing.
-	out := c.mustCLI(1, "stack", "deploy", "--dry-run", "-c", f1, "shop")
+	out = c.mustCLI(1, "stack", "deploy", "--dry-run", "-c", f1, "shop")
 	for _, want := range []string{"+ service shop_api (create)", "+ service shop_web (create)", "+ service shop_worker (create)", "Plan: 3 to create, 0 to update, 0 to remove, 0 unchanged."} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("dry run: no %q in\n%s", want, out)
@@ -180,9 +187,10 @@ func TestStackDeploy(t *testing.T) {
 		t.Fatalf("an unchanged redeploy changed the cluster:\n%v\n%v", before, after)
 	}
 
-	// A changed file: the dry run names the one change and changes nothing.
-	f2 := writeStack(t, dir, "v2.yml", file("2"))
-	out = c.mustCLI(1, "stack", "deploy", "--dry-run", "-c", f2, "shop")
+	// A changed file (an override merged over the first): the dry run names
+	// the one change and changes nothing.
+	f2 := writeStack(t, dir, "v2.yml", "services:\n  web:\n    environment: {WHOAMI_VERSION: \"2\"}\n")
+	out = c.mustCLI(1, "stack", "deploy", "--dry-run", "-c", f1, "-c", f2, "shop")
 	t.Logf("dry run of the change:\n%s", out)
 	for _, want := range []string{"~ service shop_web (update: rolling update, 1 at a time, start-first)", `~ env: ["WHOAMI_VERSION=1"] => ["WHOAMI_VERSION=2"]`,
 		"  service shop_api (unchanged)", "Plan: 0 to create, 1 to update, 0 to remove, 2 unchanged."} {
@@ -194,7 +202,7 @@ func TestStackDeploy(t *testing.T) {
 		t.Fatalf("a dry run changed the cluster")
 	}
 	// The deploy updates web alone, rolled out under its settings.
-	out = c.mustCLI(1, "stack", "deploy", "-c", f2, "--detach=false", "shop")
+	out = c.mustCLI(1, "stack", "deploy", "-c", f1, "-c", f2, "--detach=false", "shop")
 	if !strings.Contains(out, "Updating service shop_web") || strings.Count(out, "Updating service") != 1 {
 		t.Fatalf("deploy of a change said:\n%s", out)
 	}
@@ -221,7 +229,7 @@ func TestStackDeploy(t *testing.T) {
 
 	// worker leaves the file: kept (with a warning) until --prune.
 	f3 := writeStack(t, dir, "v3.yml", strings.Split(file("2"), "  worker:")[0])
-	_, errOut, err := c.cli(1, "stack", "deploy", "-c", f3, "shop")
+	_, errOut, err = c.cli(1, "stack", "deploy", "-c", f3, "shop")
 	if err != nil || !strings.Contains(errOut, "service shop_worker is no longer in the compose files and keeps running: --prune removes it") {
 		t.Fatalf("deploy without worker: %v %s", err, errOut)
 	}
