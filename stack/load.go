@@ -24,8 +24,8 @@ type Options struct {
 	// Env is the environment the files are interpolated with (K=V), before a
 	// .env file beside the first file; the CLI passes its own.
 	Env []string
-	// Profiles are the compose profiles to enable: services in other profiles
-	// are left out.
+	// Profiles are the compose profiles to enable (none given: those of
+	// COMPOSE_PROFILES in Env): services in other profiles are left out.
 	Profiles []string
 }
 
@@ -66,7 +66,7 @@ func Load(ctx context.Context, o Options) (*Stack, error) {
 		cli.WithEnv(o.Env),
 		cli.WithEnvFiles(),
 		cli.WithDotEnv,
-		cli.WithProfiles(o.Profiles),
+		cli.WithDefaultProfiles(o.Profiles...), // else COMPOSE_PROFILES, as compose
 		cli.WithResolvedPaths(true),
 		cli.WithLoadOptions(loader.WithSupportedAttributes(supportedPaths(), func(f []loader.UnsupportedAttribute) { found = f })),
 	)

@@ -525,6 +525,10 @@ func TestLoadMerge(t *testing.T) {
 	if err != nil || len(st.Services) != 2 || st.Services[0].Name != "shop_debug" {
 		t.Fatalf("with the debug profile: %v %+v", err, st)
 	}
+	st, err = Load(context.Background(), Options{Name: "shop", Files: []string{filepath.Join(dir, "compose.yml")}, Env: []string{"COMPOSE_PROFILES=debug"}})
+	if err != nil || len(st.Services) != 2 {
+		t.Fatalf("with COMPOSE_PROFILES=debug: %v %+v", err, st)
+	}
 }
 
 // TestLoadObjects: secrets and configs the services use, with their data;
