@@ -77,7 +77,9 @@ func newStackDeploy() *cobra.Command {
 	f.StringArrayVar(&profiles, "profile", nil, "compose profile to enable (repeatable)")
 	f.BoolVar(&prune, "prune", false, "remove the stack's services that are no longer in the files")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would change (+ create, ~ update, - remove) and change nothing")
-	f.BoolVarP(&detach, "detach", "d", true, "return once the changes are written; --detach=false waits for each changed service to converge")
+	// Waiting is swarmlet's default, as service create and update wait: a
+	// deploy that cannot converge says why.
+	f.BoolVarP(&detach, "detach", "d", false, "return once the changes are written instead of waiting for each changed service to converge or finish its update")
 	f.StringVar(&resolve, "resolve-image", "", "pin images to digests: always, changed or never (default: always for new services, changed for updated ones)")
 	f.BoolVar(&withAuth, "with-registry-auth", false, "send the docker client's registry login to the nodes that run the services")
 	_ = c.MarkFlagRequired("compose-file")
