@@ -409,7 +409,7 @@ volumes:
 		"services.web.depends_on is not supported and is ignored: services start in any order",
 		"services.web.healthcheck.start_interval is not supported",
 		"services.web.networks is not supported and is ignored: every service is on the cluster network",
-		"services.web.ports.[].host_ip is not supported and is ignored: published ports listen on every node's address",
+		`services.web.ports.[].host_ip ("127.0.0.1") is not supported and is ignored: published ports listen on every node's address`,
 		"services.web.privileged is not supported and is ignored",
 		"services.web.restart is not supported and is ignored: use deploy.restart_policy",
 		"volumes.v.driver is not supported and is ignored: volumes are local volumes",

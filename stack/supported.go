@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -96,6 +97,10 @@ func unsupportedWarnings(found []loader.UnsupportedAttribute) []string {
 			continue
 		}
 		w := fmt.Sprintf("%s is not supported and is ignored", f.Path)
+		if strings.Contains(string(f.Path), "[]") {
+			// One item of a list: say which by what it holds.
+			w = fmt.Sprintf("%s (%s) is not supported and is ignored", f.Path, compact(f.Value))
+		}
 		for _, r := range why {
 			if f.Path.Matches(tree.Path(r.pattern)) {
 				w += ": " + r.reason
@@ -125,6 +130,18 @@ func implied(f loader.UnsupportedAttribute) bool {
 		return len(m) == 0 || len(m) == 1 && only
 	}
 	return len(m) == 0 // "db:/var/db" reads as volume: {}
+}
+
+// compact is a value of the model on one short line.
+func compact(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if len(b) > 60 {
+		return string(b[:57]) + "..."
+	}
+	return string(b)
 }
 
 func onlyDefaultNetwork(v any) bool {
