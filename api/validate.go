@@ -8,13 +8,15 @@ import (
 	"strings"
 )
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// nameRE admits '_' inside a name, as DNS labels may hold it and Docker's service
+// names do: a stack's services are named STACK_SERVICE (api/stack.go).
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
 
 // ValidateName checks a service name: it must be a valid DNS label, since the
 // service is found by that name.
 func ValidateName(name string) error {
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid service name %q: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+		return fmt.Errorf("invalid service name %q: use 1-63 lower-case letters, digits, '-' and '_', starting and ending with a letter or digit", name)
 	}
 	return nil
 }

@@ -10,8 +10,8 @@ func TestValidateName(t *testing.T) {
 		name string
 		ok   bool
 	}{
-		{"web", true}, {"a", true}, {"web-1", true}, {"1web", true}, {strings.Repeat("a", 63), true},
-		{"", false}, {"Web", false}, {"-web", false}, {"web-", false}, {"web_1", false}, {"web.x", false},
+		{"web", true}, {"a", true}, {"web-1", true}, {"1web", true}, {strings.Repeat("a", 63), true}, {"web_1", true}, {"shop_db", true},
+		{"", false}, {"Web", false}, {"-web", false}, {"web-", false}, {"_web", false}, {"web_", false}, {"web.x", false},
 		{strings.Repeat("a", 64), false}, {"../x", false},
 	} {
 		if err := ValidateName(tc.name); (err == nil) != tc.ok {

@@ -3,6 +3,7 @@ package dnsdisco
 import (
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -16,11 +17,12 @@ const ednsSize = 1232
 // also be mounted in another miekg mux.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, udp := w.RemoteAddr().(*net.UDPAddr)
-	resp := s.handleFor(req, udp, s.mayRecurse(w.RemoteAddr()))
+	src := sourceAddr(w.RemoteAddr())
+	resp := s.handleFor(req, udp, s.mayRecurse(w.RemoteAddr()), src)
 	if resp == nil {
 		return
 	}
-	s.observe(req, resp)
+	s.observe(req, resp, src)
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("write dns response", "remote", w.RemoteAddr().String(), "err", err)
 	}
@@ -29,22 +31,24 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // handle computes the response to req, fitted to the transport (udp or tcp).
 // It returns nil when nothing should be sent. It is the whole query path
 // short of the socket, which is what the fuzz target exercises.
-func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg { return s.handleFor(req, udp, true) }
+func (s *Server) handle(req *dns.Msg, udp bool) *dns.Msg {
+	return s.handleFor(req, udp, true, netip.Addr{})
+}
 
-// handleFor is handle for a client that may (recurse) or may not have names
-// outside the zone forwarded upstream.
-func (s *Server) handleFor(req *dns.Msg, udp, recurse bool) *dns.Msg {
+// handleFor is handle for a client at src that may (recurse) or may not have
+// names outside the zone forwarded upstream.
+func (s *Server) handleFor(req *dns.Msg, udp, recurse bool, src netip.Addr) *dns.Msg {
 	if req.Response {
 		// Answering a response could start a loop between two servers.
 		return nil
 	}
-	resp := s.answer(req, udp, recurse)
+	resp := s.answer(req, udp, recurse, src)
 	fit(resp, req, udp)
 	return resp
 }
 
 // answer builds the untruncated response.
-func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
+func (s *Server) answer(req *dns.Msg, udp, recurse bool, src netip.Addr) *dns.Msg {
 	if req.Opcode != dns.OpcodeQuery {
 		return errorReply(req, dns.RcodeNotImplemented)
 	}
@@ -64,7 +68,8 @@ func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 		return errorReply(req, dns.RcodeFormatError)
 	}
 	ix := s.table.Load()
-	rel, ours, apex := s.classify(name, ix)
+	prefix := ix.prefixOf(src)
+	rel, ours, apex := s.classify(name, ix, prefix)
 	if !ours {
 		if !recurse {
 			// Not an open resolver: only this node's host and containers
@@ -93,7 +98,7 @@ func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 	if rel == nsLabel {
 		e = s.nsGlue.Load()
 	} else {
-		e = ix.names[rel]
+		e = ix.lookup(rel, prefix)
 	}
 	if e == nil {
 		m.Rcode = dns.RcodeNameError
@@ -112,8 +117,9 @@ func (s *Server) answer(req *dns.Msg, udp, recurse bool) *dns.Msg {
 // classify decides whether name (lower case, fully qualified) is ours and,
 // if so, returns its zone-relative form. Bare names are ours only when they
 // name a known service (one label) or a task set (tasks.X): other bare
-// single labels are hosts' search-domain lookups and go upstream.
-func (s *Server) classify(name string, ix *index) (rel string, ours, apex bool) {
+// single labels are hosts' search-domain lookups and go upstream. prefix is
+// the caller's scope (scope.go).
+func (s *Server) classify(name string, ix *index, prefix string) (rel string, ours, apex bool) {
 	if strings.ContainsRune(name, '\\') {
 		// Escaped bytes (a literal dot inside a label, say) never occur in
 		// our names; such a name is someone else's.
@@ -135,7 +141,7 @@ func (s *Server) classify(name string, ix *index) (rel string, ours, apex bool) 
 		}
 		return "", false, false
 	}
-	if _, ok := ix.names[bare]; ok {
+	if ix.lookup(bare, prefix) != nil {
 		return bare, true, false
 	}
 	return "", false, false

@@ -1,6 +1,7 @@
 package dnsdisco
 
 import (
+	"net/netip"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -9,7 +10,7 @@ import (
 // observe tells Config.Observe of one query: its type, and what kind of answer
 // it got: answer, nodata, nxdomain, forwarded (a name outside the zone), or the
 // error code. Both are from small fixed sets, fit for metric labels.
-func (s *Server) observe(req, resp *dns.Msg) {
+func (s *Server) observe(req, resp *dns.Msg, src netip.Addr) {
 	if s.cfg.Observe == nil || resp == nil {
 		return
 	}
@@ -22,7 +23,8 @@ func (s *Server) observe(req, resp *dns.Msg) {
 		case dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeANY, dns.TypePTR, dns.TypeTXT, dns.TypeCNAME, dns.TypeMX, dns.TypeNS, dns.TypeSOA:
 			qtype = dns.TypeToString[q.Qtype]
 		}
-		if _, ours, _ := s.classify(strings.ToLower(q.Name), s.table.Load()); !ours && dns.IsFqdn(q.Name) {
+		ix := s.table.Load()
+		if _, ours, _ := s.classify(strings.ToLower(q.Name), ix, ix.prefixOf(src)); !ours && dns.IsFqdn(q.Name) {
 			kind = "forwarded"
 		}
 	}

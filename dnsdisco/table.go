@@ -3,6 +3,7 @@ package dnsdisco
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -36,6 +37,9 @@ type Service struct {
 type Table struct {
 	Services map[string]Service // key: service name (lower case)
 	Nodes    map[string]net.IP  // node ID -> node address, for SRV targets
+	// Scopes gives callers at these source addresses a name prefix their
+	// service names are looked up with first (scope.go).
+	Scopes map[netip.Addr]string
 }
 
 // srvRec is one SRV answer before it is given an owner name.
@@ -59,6 +63,7 @@ type entry struct {
 // one and swaps it in atomically, so queries never see a half-built table.
 type index struct {
 	names  map[string]*entry
+	scopes map[netip.Addr]string
 	serial uint32
 }
 
@@ -71,7 +76,7 @@ const nsLabel = "ns.dns"
 // skipped with a warning rather than failing the whole table: one odd service
 // name must not take name resolution away from all the others.
 func buildIndex(t Table, zone string, serial uint32, ttl uint32, log *slog.Logger) *index {
-	ix := &index{names: make(map[string]*entry), serial: serial}
+	ix := &index{names: make(map[string]*entry), scopes: buildScopes(t), serial: serial}
 
 	nodeAddr := make(map[string]net.IP, len(t.Nodes))
 	for id, ip := range t.Nodes {

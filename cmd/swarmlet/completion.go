@@ -21,6 +21,7 @@ func completeArgs(root *cobra.Command) {
 		"service ps": completeServices, "service inspect": completeServices, "service rm": completeServices,
 		"service logs": completeServices, "service update": completeServices, "service rollback": completeServices,
 		"service scale": completeScale,
+		"stack ps":      completeStacks, "stack services": completeStacks, "stack rm": completeStacks,
 	} {
 		c, _, err := root.Find(strings.Fields(path))
 		if err == nil && c != root && c.Name() == strings.Fields(path)[1] && c.ValidArgsFunction == nil {

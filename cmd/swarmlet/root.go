@@ -44,7 +44,7 @@ func newRoot() *cobra.Command {
 		return fmt.Errorf("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newImageCmd(), newVersionCmd())
-	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd())
+	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd(), newStackCmd())
 	completeArgs(root)
 	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd())
 	return root

@@ -80,9 +80,10 @@ func (f *Feeder) Apply(ctx context.Context, as api.Assignments) {
 }
 
 // DNSTable is the record table of the session's endpoints: a VIP per vip-mode
-// service, and each serving task's address (its node's when it has none of its own).
+// service, and each serving task's address (its node's when it has none of its own);
+// and the scopes of this node's stack tasks (scopes.go).
 func DNSTable(as api.Assignments) dnsdisco.Table {
-	t := dnsdisco.Table{Services: map[string]dnsdisco.Service{}, Nodes: map[string]net.IP{}}
+	t := dnsdisco.Table{Services: map[string]dnsdisco.Service{}, Nodes: map[string]net.IP{}, Scopes: stackScopes(as)}
 	for _, n := range as.Nodes {
 		t.Nodes[n.ID] = net.ParseIP(n.Addr)
 	}

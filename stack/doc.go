@@ -1,0 +1,2 @@
+// Package stack turns compose files into the service specs of a stack and plans a deploy: what to create, update and remove.
+package stack
