@@ -330,7 +330,7 @@ configs:
     dns_opt: [ndots:1]
     pids_limit: 50`,
 			check: func(t *testing.T, s api.ServiceSpec) {
-				want := api.ContainerOptions{Hostname: "web-host", User: "1000:1000", Workdir: "/srv", CapAdd: []string{"NET_ADMIN"}, CapDrop: []string{"ALL"},
+				want := api.ContainerOptions{Hostname: "web-host", User: "1000:1000", Workdir: "/srv", CapAdd: []string{"CAP_NET_ADMIN"}, CapDrop: []string{"ALL"},
 					Sysctls: map[string]string{"net.core.somaxconn": "1024"}, Ulimits: []api.Ulimit{{Name: "nofile", Soft: 20000, Hard: 40000}, {Name: "nproc", Soft: 65535, Hard: 65535}},
 					Init: true, ReadOnly: true, DNSOptions: []string{"ndots:1"}, PidsLimit: 50}
 				if !reflect.DeepEqual(*s.Container, want) {
@@ -396,11 +396,11 @@ func TestLoadWarnings(t *testing.T) {
   db:
     image: y
     networks: [default]
-    volumes: ["./d:/d", "v:/v"]
+    volumes: ["./d:/d", "data:/v"]
 networks:
   back: {}
 volumes:
-  v: {driver: nfs}
+  data: {driver: nfs}
 `)
 	want := []string{
 		"networks is not supported and is ignored: every service is on the cluster network",
@@ -412,7 +412,7 @@ volumes:
 		`services.web.ports.[].host_ip ("127.0.0.1") is not supported and is ignored: published ports listen on every node's address`,
 		"services.web.privileged is not supported and is ignored",
 		"services.web.restart is not supported and is ignored: use deploy.restart_policy",
-		"volumes.v.driver is not supported and is ignored: volumes are local volumes",
+		"volumes.data.driver is not supported and is ignored: volumes are local volumes",
 		"services.web.environment.UNSET_HERE has no value",
 	}
 	if len(st.Warnings) != len(want) {
