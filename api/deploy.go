@@ -205,6 +205,14 @@ func (s *ServiceSpec) validateDeploy() error {
 }
 
 func (s *ServiceSpec) normalizeDeploy() {
+	if s.Mode.IsJob() {
+		// A job has no rolling update: each change of it is a new run.
+		if s.StopGracePeriod == nil {
+			d := DefaultStopGracePeriod
+			s.StopGracePeriod = &d
+		}
+		return
+	}
 	if s.Update == nil {
 		c := DefaultUpdateConfig()
 		s.Update = &c
@@ -262,6 +270,9 @@ func normalizeEmpty(s ServiceSpec) ServiceSpec {
 	}
 	if len(s.Constraints) == 0 {
 		s.Constraints = nil
+	}
+	if len(s.PlacementPrefs) == 0 {
+		s.PlacementPrefs = nil
 	}
 	if s.Health != nil && len(s.Health.Test) == 0 {
 		h := *s.Health
@@ -335,7 +346,7 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 	prev := old.Spec.Clone()
 	svc.Spec, svc.PreviousSpec = spec, &prev
 	svc.SpecVersion, svc.UpdatedAt = old.SpecVersion+1, at
-	if !SameTaskSpec(prev, spec) {
+	if !SameTaskSpec(prev, spec) && !spec.Mode.IsJob() {
 		svc.UpdateStatus = &UpdateStatus{State: UpdateUpdating, Message: "update in progress", StartedAt: at}
 	}
 	return &svc, nil
@@ -347,6 +358,9 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 func (old *Service) RolledBack(at time.Time, message string) (*Service, error) {
 	if old.PreviousSpec == nil {
 		return nil, fmt.Errorf("service %q: %w", old.Spec.Name, ErrNoPreviousSpec)
+	}
+	if old.Spec.Mode.IsJob() {
+		return nil, fmt.Errorf("service %q is a job: it has no rollback; update it to run it again with another spec: %w", old.Spec.Name, ErrInvalid)
 	}
 	svc := *old
 	cur := old.Spec.Clone()

@@ -51,6 +51,11 @@ type Node struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Engine       string            `json:"engine"`
 	Resources    Resources         `json:"resources"` // capacity the node offers
+	// Platform and EngineLabels are what the node's engine reports at registration
+	// (docker info's OSType, Architecture and Labels; the process engine's are Go's
+	// and --engine-label), for node.platform.* and engine.labels.* constraints.
+	Platform     Platform          `json:"platform,omitzero"`
+	EngineLabels map[string]string `json:"engine_labels,omitempty"`
 	// The node's current certificate as its issuer recorded it: the signing root's
 	// key ID (a CA rotation finishes when every node is on the new root) and expiry.
 	CertIssuer  string    `json:"cert_issuer,omitempty"`
