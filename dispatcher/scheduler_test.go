@@ -245,6 +245,7 @@ func TestSchedulePickersAgree(t *testing.T) {
 				if rapid.Bool().Draw(rt, "port") {
 					svc.Spec.Ports = []api.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 80, PublishMode: api.PublishHost}}
 				}
+				svc.Spec.MaxReplicasPerNode = rapid.Uint64Range(0, 3).Draw(rt, "max-per-node")
 			})
 			for i := range rapid.IntRange(0, 10).Draw(rt, "tasks") {
 				tk := mkTask(fmt.Sprintf("%s-%d", svc.ID, i), svc, uint64(i+1), "", api.TaskNew)

@@ -1,6 +1,10 @@
 package dispatcher
 
-import "github.com/swarmlet/swarmlet/api"
+import (
+	"slices"
+
+	"github.com/swarmlet/swarmlet/api"
+)
 
 // unlabelled is the group key of nodes that lack a spread key's label: a group
 // of their own, apart from every value (the empty one too), last among equals.
@@ -18,57 +22,72 @@ const unlabelled = "\xff\xffunlabelled"
 // out and the next one takes the task; its tasks still count, so the others are
 // not filled to even it out.
 func (c *cluster) spreadPicker(req *request, eligible []*nodeInfo, refusals refusals) func() *nodeInfo {
-	vals := make([][]string, len(eligible))
-	for i, ni := range eligible {
-		vals[i] = make([]string, len(req.spread))
-		for k, key := range req.spread {
+	// Each node's value per key becomes a group number, numbered in the order
+	// of the values, so that ties go to the lowest value and a pass needs no map.
+	groups := make([][]int, len(eligible))
+	for i := range groups {
+		groups[i] = make([]int, len(req.spread))
+	}
+	width := make([]int, len(req.spread))
+	for k, key := range req.spread {
+		vals := make([]string, len(eligible))
+		for i, ni := range eligible {
 			v, ok := api.PlacementValue(key, ni.node)
 			if !ok {
 				v = unlabelled
 			}
-			vals[i][k] = v
+			vals[i] = v
 		}
+		sorted := slices.Compact(slices.Sorted(slices.Values(vals)))
+		for i, v := range vals {
+			groups[i][k], _ = slices.BinarySearch(sorted, v)
+		}
+		width[k] = len(sorted)
 	}
 	dropped := make([]bool, len(eligible))
-	all := make([]int, len(eligible))
-	for i := range all {
-		all[i] = i
+	// count is each node's share of the service, copied in once: only this
+	// group places tasks of the service until it is done.
+	count := make([]int, len(eligible))
+	for i, ni := range eligible {
+		count[i] = c.perService[req.serviceID][ni.idx]
 	}
 	set := make([]int, 0, len(eligible))
-	sums, live := map[string]int{}, map[string]bool{}
+	sums := make([]int, slices.Max(append(width, 0)))
+	live := make([]bool, len(sums))
 	return func() *nodeInfo {
-		counts := c.perService[req.serviceID]
 		for {
-			set = append(set[:0], all...)
+			set = set[:0]
+			for i := range eligible {
+				set = append(set, i)
+			}
 			for k := range req.spread {
-				clear(sums)
-				clear(live)
+				clear(sums[:width[k]])
+				clear(live[:width[k]])
 				for _, i := range set {
-					v := vals[i][k]
-					sums[v] += counts[eligible[i].idx]
-					if !dropped[i] {
-						live[v] = true
+					g := groups[i][k]
+					sums[g] += count[i]
+					live[g] = live[g] || !dropped[i]
+				}
+				best := -1
+				for g := range width[k] {
+					if live[g] && (best < 0 || sums[g] < sums[best]) {
+						best = g
 					}
 				}
-				best, found := "", false
-				for v := range live {
-					if !found || sums[v] < sums[best] || sums[v] == sums[best] && v < best {
-						best, found = v, true
-					}
-				}
-				if !found {
+				if best < 0 {
 					return nil // every node refused
 				}
 				kept := set[:0]
 				for _, i := range set {
-					if vals[i][k] == best {
+					if groups[i][k] == best {
 						kept = append(kept, i)
 					}
 				}
 				set = kept
 			}
-			if ni := c.pickIn(req, eligible, set, dropped, refusals); ni != nil {
-				return ni
+			if i := c.pickIn(req, eligible, count, set, dropped, refusals); i >= 0 {
+				count[i]++
+				return eligible[i]
 			}
 			// Every node of the chosen group refused: they are dropped now, so
 			// the next round chooses among the other groups.
@@ -76,10 +95,10 @@ func (c *cluster) spreadPicker(req *request, eligible []*nodeInfo, refusals refu
 	}
 }
 
-// pickIn commits the task to the best node of set (indices into eligible) that
-// takes it, marking those that refuse as dropped.
-func (c *cluster) pickIn(req *request, eligible []*nodeInfo, set []int, dropped []bool, refusals refusals) *nodeInfo {
-	counts := c.perService[req.serviceID]
+// pickIn commits the task to the best node of set (indices into eligible and
+// count) that takes it, marking those that refuse as dropped, and returns its
+// index, or -1 if none does.
+func (c *cluster) pickIn(req *request, eligible []*nodeInfo, count, set []int, dropped []bool, refusals refusals) int {
 	for {
 		best := -1
 		for _, i := range set {
@@ -91,8 +110,8 @@ func (c *cluster) pickIn(req *request, eligible []*nodeInfo, set []int, dropped 
 				continue
 			}
 			a, b := eligible[i], eligible[best]
-			if sa, sb := counts[a.idx], counts[b.idx]; sa != sb {
-				if sa < sb {
+			if count[i] != count[best] {
+				if count[i] < count[best] {
 					best = i
 				}
 				continue
@@ -108,7 +127,7 @@ func (c *cluster) pickIn(req *request, eligible []*nodeInfo, set []int, dropped 
 			}
 		}
 		if best < 0 {
-			return nil
+			return -1
 		}
 		ni := eligible[best]
 		if why := c.refuseDynamic(req, ni); why != "" {
@@ -117,6 +136,6 @@ func (c *cluster) pickIn(req *request, eligible []*nodeInfo, set []int, dropped 
 			continue
 		}
 		c.commit(ni, req, true)
-		return ni
+		return best
 	}
 }
