@@ -155,7 +155,7 @@ func TestReconcileJobs(t *testing.T) {
 			},
 			want: []string{"desired b shutdown"}},
 		{name: "global job: one completion per eligible node",
-			svc: globalJob(func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone!=x"} }),
+			svc:   globalJob(func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone!=x"} }),
 			nodes: []*api.Node{mkNode("1"), mkNode("2"), mkNode("3", drained), mkNode("4", label("zone", "x")), mkNode("5", paused), mkNode("6")},
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{

@@ -118,16 +118,18 @@ func TestSchedulePlacement(t *testing.T) {
 			reason: "no suitable node (3 nodes: 3 max replicas per node 1 reached on host-1, host-2, host-3)"},
 		{name: "platform constraints match Swarm's spellings",
 			nodes: []*api.Node{mkNode("1", platform("linux", "amd64")), mkNode("2", platform("linux", "arm64")), mkNode("3")},
-			svc:   []func(*api.Service){func(s *api.Service) { s.Spec.Constraints = []string{"node.platform.os==Linux", "node.platform.arch==x86_64"} }},
-			n:     2, want: map[string]int{"1": 2}},
+			svc: []func(*api.Service){func(s *api.Service) {
+				s.Spec.Constraints = []string{"node.platform.os==Linux", "node.platform.arch==x86_64"}
+			}},
+			n: 2, want: map[string]int{"1": 2}},
 		{name: "engine label constraints",
 			nodes: []*api.Node{mkNode("1", engineLabel("disk", "ssd")), mkNode("2", engineLabel("disk", "hdd")), mkNode("3", label("disk", "ssd"))},
 			svc:   []func(*api.Service){func(s *api.Service) { s.Spec.Constraints = []string{"engine.labels.disk==ssd"} }},
 			n:     2, want: map[string]int{"1": 2}},
 		{name: "refusals name the nodes, a few per reason",
-			nodes: []*api.Node{mkNode("1", drained), mkNode("2", drained), mkNode("3", drained), mkNode("4", drained), mkNode("5", drained), mkNode("6", zone("b"))},
-			svc:   []func(*api.Service){func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone==a"} }},
-			n:     1,
+			nodes:  []*api.Node{mkNode("1", drained), mkNode("2", drained), mkNode("3", drained), mkNode("4", drained), mkNode("5", drained), mkNode("6", zone("b"))},
+			svc:    []func(*api.Service){func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.zone==a"} }},
+			n:      1,
 			reason: "no suitable node (6 nodes: 5 drained on host-1, host-2, host-3 and 2 more; 1 unmet constraint node.labels.zone==a on host-6)"},
 		{name: "nodes sharing a host name are named by ID",
 			nodes: []*api.Node{
