@@ -74,6 +74,7 @@ func newServiceCreate() *cobra.Command {
 		maxAttempts                                 uint64
 		dep                                         deployFlags
 		imgFlags                                    imageFlags
+		place                                       placementFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -136,6 +137,9 @@ func newServiceCreate() *cobra.Command {
 			if err := dep.apply(c.Flags(), &spec); err != nil {
 				return err
 			}
+			if err := place.applyCreate(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -168,7 +172,7 @@ func newServiceCreate() *cobra.Command {
 	f.SetInterspersed(false)
 	f.StringVar(&spec.Name, "name", "", "service name (also its DNS name)")
 	f.Int64Var(&replicas, "replicas", 1, "number of tasks (replicated mode)")
-	f.StringVar(&mode, "mode", "replicated", "replicated or global")
+	f.StringVar(&mode, "mode", "replicated", "replicated, global, replicated-job or global-job (jobs run to completion)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable K=V")
 	f.StringArrayVarP(&labels, "label", "l", nil, "service label K=V")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a port: [PUBLISHED:]TARGET[/tcp|/udp], or mode=host,published=P,target=T")
@@ -183,6 +187,7 @@ func newServiceCreate() *cobra.Command {
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	dep.register(f)
+	place.register(f, false)
 	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c
@@ -223,6 +228,9 @@ func parsePublish(s string) (api.PortConfig, error) {
 // count matches the desired count, failing with the reason when tasks are rejected
 // or stay pending.
 func waitConverged(ctx context.Context, cl *client.Client, name string, out io.Writer) error {
+	if svc, err := cl.Service(ctx, name); err == nil && svc.Spec.Mode.IsJob() {
+		return waitJob(ctx, cl, name, out) // jobwait.go: completions, not running tasks
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	tty := isTerminal(out)
