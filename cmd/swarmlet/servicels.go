@@ -12,24 +12,24 @@ import (
 // serviceRow is a service as `service ls --format json` lists it (CLI.md keys;
 // running and desired are numbers).
 type serviceRow struct {
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Mode     string `json:"mode"`
-	Replicas string `json:"replicas"`
-	Image    string `json:"image"`
-	Ports    string `json:"ports"`
-	Running  int    `json:"running"`
-	Desired  uint64 `json:"desired"`
-	// Completed and Completions: a job's progress, its current run's tasks that
-	// completed and how many it wants.
-	Completed   int               `json:"completed,omitempty"`
-	Completions uint64            `json:"completions,omitempty"`
-	VIP         string            `json:"vip,omitempty"`
-	PortList    []string          `json:"port_list,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Mode     string            `json:"mode"`
+	Replicas string            `json:"replicas"`
+	Image    string            `json:"image"`
+	Ports    string            `json:"ports"`
+	Running  int               `json:"running"`
+	Desired  uint64            `json:"desired"`
+	VIP      string            `json:"vip,omitempty"`
+	PortList []string          `json:"port_list,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
 	// Update is the rolling update's state (updating, paused, completed, ...).
 	Update        string `json:"update,omitempty"`
 	UpdateMessage string `json:"update_message,omitempty"`
+	// Completed and Completions: a job's progress, its current run's tasks that
+	// completed and how many it wants.
+	Completed   int    `json:"completed,omitempty"`
+	Completions uint64 `json:"completions,omitempty"`
 }
 
 // serviceView is a service as templates see it, in docker's field names.
