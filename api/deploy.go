@@ -356,11 +356,11 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 // rollback does, so a second rollback goes forward again), rolling out with the
 // rollback settings.
 func (old *Service) RolledBack(at time.Time, message string) (*Service, error) {
-	if old.PreviousSpec == nil {
-		return nil, fmt.Errorf("service %q: %w", old.Spec.Name, ErrNoPreviousSpec)
-	}
 	if old.Spec.Mode.IsJob() {
 		return nil, fmt.Errorf("service %q is a job: it has no rollback; update it to run it again with another spec: %w", old.Spec.Name, ErrInvalid)
+	}
+	if old.PreviousSpec == nil {
+		return nil, fmt.Errorf("service %q: %w", old.Spec.Name, ErrNoPreviousSpec)
 	}
 	svc := *old
 	cur := old.Spec.Clone()
