@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -203,5 +204,117 @@ func TestJobsProcessEngine(t *testing.T) {
 	}
 	if done, _ := runs(t, log); len(done) != 12 {
 		t.Fatalf("bad input ran the job: %d runs", len(done))
+	}
+}
+
+// TestPlacementProcessEngine: three nodes labelled zone=a, a, b (the third
+// with an engine label): spread puts half the tasks in each zone, engine-label
+// and platform constraints hold, max replicas per node caps, and every task
+// that cannot be placed says why, naming the nodes; bad input changes nothing.
+func TestPlacementProcessEngine(t *testing.T) {
+	c := newCluster(t, 87)
+	c.start(1, "")
+	wtok := strings.TrimSpace(c.mustCLI(1, "join-token", "-q", "worker"))
+	c.start(2, wtok)
+	c.start(3, wtok, "--engine-label", "disk=ssd")
+	waitFor(t, 10*time.Second, "3 nodes", func() bool {
+		ns, err := c.nodes(1)
+		return err == nil && len(ns) == 3
+	})
+	for node, zone := range map[string]string{"node1": "a", "node2": "a", "node3": "b"} {
+		c.mustCLI(1, "node", "update", "--label-add", "zone="+zone, node)
+	}
+	hostOf := map[string]string{}
+	ns, _ := c.nodes(1)
+	for _, n := range ns {
+		hostOf[n.ID] = n.Hostname
+	}
+
+	// node inspect shows what the node's engine reported.
+	var inspected []struct {
+		Platform     struct{ OS, Arch string } `json:"platform"`
+		EngineLabels map[string]string         `json:"engine_labels"`
+	}
+	if err := json.Unmarshal([]byte(c.mustCLI(1, "node", "inspect", "node3")), &inspected); err != nil || len(inspected) != 1 {
+		t.Fatalf("node inspect: %v", err)
+	}
+	if p := inspected[0].Platform; p.OS != runtime.GOOS || p.Arch != runtime.GOARCH || inspected[0].EngineLabels["disk"] != "ssd" {
+		t.Fatalf("node3 registered platform %+v, engine labels %v", p, inspected[0].EngineLabels)
+	}
+
+	perHost := func(svc string) map[string]int {
+		t.Helper()
+		ts, err := c.tasks(1, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, x := range running(t, ts) {
+			out[hostOf[x.Node]]++
+		}
+		return out
+	}
+	// Spread is per zone, not per node: zone b's one node takes half.
+	c.mustCLI(1, "service", "create", "--name", "web", "--replicas", "4", "--placement-pref", "spread=node.labels.zone", "-p", "80", whoamiBin)
+	if got := perHost("web"); got["node1"] != 1 || got["node2"] != 1 || got["node3"] != 2 {
+		t.Fatalf("spread over zones: %v, want node1 1, node2 1, node3 2", got)
+	}
+	c.mustCLI(1, "service", "create", "--name", "ssd", "--replicas", "2", "--constraint", "engine.labels.disk==ssd", "-p", "80", whoamiBin)
+	if got := perHost("ssd"); got["node3"] != 2 {
+		t.Fatalf("engine label constraint: %v, want both on node3", got)
+	}
+	// Swarm's spelling of the architecture matches Go's (x86_64 is amd64).
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = runtime.GOARCH
+	}
+	c.mustCLI(1, "service", "create", "--name", "plat", "--constraint", "node.platform.os==linux", "--constraint", "node.platform.arch=="+arch, "-p", "80", whoamiBin)
+
+	// What cannot be placed says why, per node.
+	pendingReason := func(svc string, want string) {
+		t.Helper()
+		var got string
+		waitFor(t, 10*time.Second, svc+" pending with its reason", func() bool {
+			ts, err := c.tasks(1, svc)
+			if err != nil {
+				return false
+			}
+			for _, x := range ts {
+				if x.Current == "pending" {
+					got = x.Error
+					return got == want
+				}
+			}
+			return false
+		})
+		if text := c.mustCLI(1, "service", "ps", "--no-trunc", svc); !strings.Contains(text, want) {
+			t.Fatalf("service ps does not show %q:\n%s", want, text)
+		}
+	}
+	c.mustCLI(1, "service", "create", "--detach", "--name", "capped", "--replicas", "4", "--replicas-max-per-node", "1", "-p", "80", whoamiBin)
+	pendingReason("capped", "no suitable node (3 nodes: 3 max replicas per node 1 reached on node1, node2, node3)")
+	waitFor(t, 10*time.Second, "capped 3/4", func() bool { return c.serviceRow(1, "capped").Replicas == "3/4 (max 1 per node)" })
+	c.mustCLI(1, "service", "create", "--detach", "--name", "mixed", "--replicas", "2", "--replicas-max-per-node", "1", "--constraint", "node.labels.zone==b", "-p", "80", whoamiBin)
+	pendingReason("mixed", "no suitable node (3 nodes: 2 unmet constraint node.labels.zone==b on node1, node2; 1 max replicas per node 1 reached on node3)")
+	c.mustCLI(1, "service", "create", "--detach", "--name", "win", "--constraint", "node.platform.os==windows", "-p", "80", whoamiBin)
+	pendingReason("win", "no suitable node (3 nodes: 3 unmet constraint node.platform.os==windows on node1, node2, node3)")
+
+	// Bad input: a clear error, nothing created or changed.
+	before := len(c.serviceRows(1))
+	version := c.service(1, "web").SpecVersion
+	c.expectError(t, 1, "unknown spread key", "service", "create", "--name", "x", "--placement-pref", "spread=zone", whoamiBin)
+	c.expectError(t, 1, "only spread is supported", "service", "create", "--name", "x", "--placement-pref", "pack=node.labels.zone", whoamiBin)
+	c.expectError(t, 1, "--replicas-max-per-node can only be used with replicated or replicated-job mode", "service", "create", "--name", "x", "--mode", "global", "--replicas-max-per-node", "1", whoamiBin)
+	c.expectError(t, 1, "invalid constraint", "service", "create", "--name", "x", "--constraint", "node.platform.kernel==6", whoamiBin)
+	c.expectError(t, 1, "no such preference (it has spread=node.labels.zone)", "service", "update", "--placement-pref-rm", "spread=node.labels.rack", "web")
+	c.expectError(t, 1, "unknown spread key", "service", "update", "--placement-pref-add", "spread=rack", "web")
+	if n := len(c.serviceRows(1)); n != before {
+		t.Fatalf("bad input changed the services: %d, was %d", n, before)
+	}
+	if v := c.service(1, "web").SpecVersion; v != version {
+		t.Fatalf("a refused update moved web from version %d to %d", version, v)
+	}
+	for _, svc := range []string{"web", "ssd", "plat", "capped", "mixed", "win"} {
+		c.mustCLI(1, "service", "rm", svc)
 	}
 }
