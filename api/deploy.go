@@ -245,9 +245,11 @@ func (s *ServiceSpec) StopGrace() time.Duration {
 
 // SameTaskSpec reports whether tasks made from a and b run the same thing: the
 // specs differ at most in what changes the service but not its tasks (replicas,
-// update and rollback settings). A change that keeps the task spec moves no task.
+// a job's max-concurrent, update and rollback settings). A change that keeps the
+// task spec moves no task.
 func SameTaskSpec(a, b ServiceSpec) bool {
 	a.Replicas, b.Replicas = 0, 0
+	a.MaxConcurrent, b.MaxConcurrent = 0, 0
 	a.Update, b.Update = nil, nil
 	a.Rollback, b.Rollback = nil, nil
 	return reflect.DeepEqual(normalizeEmpty(a), normalizeEmpty(b))
@@ -346,7 +348,12 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 	prev := old.Spec.Clone()
 	svc.Spec, svc.PreviousSpec = spec, &prev
 	svc.SpecVersion, svc.UpdatedAt = old.SpecVersion+1, at
-	if !SameTaskSpec(prev, spec) && !spec.Mode.IsJob() {
+	if spec.Mode.IsJob() {
+		// A job has no rolling update: a change of what it runs is a new run.
+		if !SameTaskSpec(prev, spec) || svc.JobRun == 0 {
+			svc.JobRun = svc.SpecVersion
+		}
+	} else if !SameTaskSpec(prev, spec) {
 		svc.UpdateStatus = &UpdateStatus{State: UpdateUpdating, Message: "update in progress", StartedAt: at}
 	}
 	return &svc, nil

@@ -148,8 +148,10 @@ func (s *ServiceSpec) validateJobAndPlacement() error {
 	return nil
 }
 
-// JobIteration names the run of a job a task belongs to: every change of a job's
-// spec (update --force included) starts a new run, and only the tasks of the
-// current one count. The spec version is that number; scaling a replicated job
-// keeps it, so a scale up runs only the completions added.
-func (t *Task) JobIteration() uint64 { return t.SpecVersion }
+// InJobRun reports whether task t belongs to the job's current run. A run
+// starts when the job is created and whenever what its tasks run changes
+// (update --force included: api.SameTaskSpec); a change of replicas or of
+// max-concurrent goes on with the run, so a scale up runs only the completions
+// added. JobRun is the spec version the run started at, and tasks made since
+// carry that version or a later one.
+func (s *Service) InJobRun(t *Task) bool { return t.SpecVersion >= s.JobRun }

@@ -120,15 +120,20 @@ func TestNormalizeJob(t *testing.T) {
 	if s.Update != nil || s.Rollback != nil {
 		t.Errorf("a job got update settings: %+v %+v", s.Update, s.Rollback)
 	}
-	svc := &Service{Spec: s, SpecVersion: 1}
+	svc := &Service{Spec: s, SpecVersion: 1, JobRun: 1}
 	s2 := s.Clone()
 	s2.ForceUpdate++
 	next, err := svc.WithSpec(s2, svc.CreatedAt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.UpdateStatus != nil || next.SpecVersion != 2 {
-		t.Errorf("a job's update: status %+v at version %d; want no rolling update, version 2 (a new run)", next.UpdateStatus, next.SpecVersion)
+	if next.UpdateStatus != nil || next.SpecVersion != 2 || next.JobRun != 2 {
+		t.Errorf("a job's update --force: status %+v at version %d, run %d; want no rolling update, a new run at version 2", next.UpdateStatus, next.SpecVersion, next.JobRun)
+	}
+	s3 := next.Spec.Clone()
+	s3.Replicas, s3.MaxConcurrent = 5, 2
+	if more, err := next.WithSpec(s3, svc.CreatedAt); err != nil || more.JobRun != 2 || more.SpecVersion != 3 {
+		t.Errorf("more replicas and another max-concurrent: run %d at version %d (%v); want the run of version 2 going on", more.JobRun, more.SpecVersion, err)
 	}
 	if _, err := next.RolledBack(svc.CreatedAt, ""); err == nil || !strings.Contains(err.Error(), "is a job") {
 		t.Errorf("rollback of a job: %v", err)

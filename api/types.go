@@ -194,6 +194,9 @@ type Service struct {
 	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
 	// UpdateStatus is the rolling update's state (nil: the service never changed).
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+	// JobRun, for a job, is the spec version its current run started at
+	// (InJobRun); 0 for a service.
+	JobRun uint64 `json:"job_run,omitempty"`
 	CreateIndex  uint64        `json:"create_index"`
 	ModifyIndex  uint64        `json:"modify_index"`
 }

@@ -6,11 +6,11 @@ import (
 	"github.com/swarmlet/swarmlet/api"
 )
 
-// Jobs (replicated-job, global-job) run tasks to completion. A job's run is its
-// spec version (api.Task.JobIteration): every spec change, update --force
-// included, starts a new run, whose tasks replace the last run's in the same
-// slots; the last run's tasks are stopped if they still run and stay as
-// history. A slot (replicated) or node (global) is done once a task of the
+// Jobs (replicated-job, global-job) run tasks to completion. A job's run
+// (api.Service.InJobRun) starts at its creation and at every change of what its
+// tasks run, update --force included; its tasks replace the last run's in the
+// same slots, and the last run's tasks are stopped if they still run and stay as
+// history. A change of replicas or max-concurrent goes on with the run. A slot (replicated) or node (global) is done once a task of the
 // current run completed (exit 0): it is never restarted, whatever the restart
 // condition. A task that failed is retried under the restart policy (Normalize
 // makes on-failure the default, as Swarm's); one the policy gives up on leaves
@@ -146,10 +146,9 @@ func (r *reconciler) globalJob(tasks []*api.Task) {
 // when a task of the current run completed, that task as done: the slot then
 // keeps nothing else running.
 func (r *reconciler) jobSlot(ts []*api.Task) (cur, done *api.Task) {
-	run := r.svc.SpecVersion
 	for _, t := range ts {
 		r.state[t.ID] = r.orphanIfLost(t)
-		if t.JobIteration() == run && r.state[t.ID] == api.TaskComplete && (done == nil || newer(t, done)) {
+		if r.svc.InJobRun(t) && r.state[t.ID] == api.TaskComplete && (done == nil || newer(t, done)) {
 			done = t
 		}
 	}
@@ -157,7 +156,7 @@ func (r *reconciler) jobSlot(ts []*api.Task) (cur, done *api.Task) {
 		st := r.state[t.ID]
 		switch {
 		case t.DesiredState > api.TaskRunning || t == done:
-		case t.JobIteration() != run || done != nil:
+		case !r.svc.InJobRun(t) || done != nil:
 			r.state[t.ID] = r.stop(t, st)
 		case cur == nil || newer(t, cur):
 			if cur != nil {

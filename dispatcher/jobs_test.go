@@ -12,7 +12,7 @@ import (
 // job makes a replicated job of n completions, at most mc at once (0: all).
 func job(n, mc uint64, opts ...func(*api.Service)) *api.Service {
 	s := mkService("j", n, func(s *api.Service) {
-		s.Spec.Mode, s.Spec.MaxConcurrent = api.ModeReplicatedJob, mc
+		s.Spec.Mode, s.Spec.MaxConcurrent, s.JobRun = api.ModeReplicatedJob, mc, 1
 		s.Spec.RestartPolicy = api.RestartPolicy{Condition: api.RestartOnFailure}
 	})
 	for _, o := range opts {
@@ -23,7 +23,7 @@ func job(n, mc uint64, opts ...func(*api.Service)) *api.Service {
 
 func globalJob(opts ...func(*api.Service)) *api.Service {
 	s := mkService("g", 0, func(s *api.Service) {
-		s.Spec.Mode = api.ModeGlobalJob
+		s.Spec.Mode, s.JobRun = api.ModeGlobalJob, 1
 		s.Spec.RestartPolicy = api.RestartPolicy{Condition: api.RestartOnFailure}
 	})
 	for _, o := range opts {
@@ -33,7 +33,7 @@ func globalJob(opts ...func(*api.Service)) *api.Service {
 }
 
 // rerun is update --force: a new spec version, so a new run of the job.
-func rerun(s *api.Service) { s.SpecVersion++; s.Spec.ForceUpdate++ }
+func rerun(s *api.Service) { s.SpecVersion++; s.Spec.ForceUpdate++; s.JobRun = s.SpecVersion }
 
 // pinTo makes a global task bound to its node, as the orchestrator makes them.
 func pinTo(t *api.Task) {
@@ -146,6 +146,12 @@ func TestReconcileJobs(t *testing.T) {
 			svc: job(4, 4), nodes: ready,
 			tasks: func(s *api.Service) []*api.Task {
 				return []*api.Task{mkTask("a", s, 1, "1", api.TaskComplete), mkTask("b", s, 2, "2", api.TaskComplete)}
+			},
+			want: []string{"create n1 slot=3", "create n2 slot=4"}},
+		{name: "update --replicas or --max-concurrent goes on with the run",
+			svc: job(4, 3, func(s *api.Service) { s.SpecVersion = 3 }), nodes: ready, // JobRun 1: the task spec never changed
+			tasks: func(s *api.Service) []*api.Task {
+				return []*api.Task{mkTask("a", s, 1, "1", api.TaskComplete, fromRun(1)), mkTask("b", s, 2, "2", api.TaskRunning, fromRun(2))}
 			},
 			want: []string{"create n1 slot=3", "create n2 slot=4"}},
 		{name: "scaling down stops the slots above",

@@ -266,6 +266,9 @@ func applyServiceCreate(txn *memdb.Txn, index uint64, c *ServiceCreate) (any, er
 	}
 	svc := &api.Service{ID: c.ID, Spec: spec, SpecVersion: 1, CreatedAt: c.At, UpdatedAt: c.At,
 		CreateIndex: index, ModifyIndex: index}
+	if spec.Mode.IsJob() {
+		svc.JobRun = 1 // the first run (api.Service.InJobRun)
+	}
 	if err := allocate(txn, cl, nil, svc); err != nil {
 		return nil, err
 	}
@@ -434,7 +437,7 @@ func applyServiceScale(txn *memdb.Txn, index uint64, c *ServiceScale) (any, erro
 	svc := *old
 	// Scaling changes how many tasks run, not what they run: the spec version stays,
 	// so running tasks are not replaced (and a replicated job's run goes on: the
-	// slots added run, the completions made stay).
+	// slots added run, the completions made stay; api.Service.InJobRun).
 	svc.Spec.Replicas, svc.UpdatedAt, svc.ModifyIndex = c.Replicas, c.At, index
 	putService(txn, &svc)
 	return &svc, nil

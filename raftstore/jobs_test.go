@@ -25,7 +25,7 @@ func TestJobCommands(t *testing.T) {
 	})
 	snap := s.Snapshot()
 	got := snap.Service("j")
-	if got.Spec.RestartPolicy.Condition != api.RestartOnFailure || got.Spec.Update != nil {
+	if got.Spec.RestartPolicy.Condition != api.RestartOnFailure || got.Spec.Update != nil || got.JobRun != 1 {
 		t.Fatalf("job spec normalized to %+v", got.Spec)
 	}
 	if n := snap.Node("n1"); n.Platform.Arch != "x86_64" || n.EngineLabels["disk"] != "ssd" {
@@ -36,14 +36,14 @@ func TestJobCommands(t *testing.T) {
 	if _, err := s.Apply(10, &ServiceUpdate{Name: "j", ExpectedVersion: 1, Spec: forced, At: t0.Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	if got = s.Snapshot().Service("j"); got.SpecVersion != 2 || got.UpdateStatus != nil {
-		t.Fatalf("update --force of a job: version %d, update status %+v; want 2 and none", got.SpecVersion, got.UpdateStatus)
+	if got = s.Snapshot().Service("j"); got.SpecVersion != 2 || got.JobRun != 2 || got.UpdateStatus != nil {
+		t.Fatalf("update --force of a job: version %d, run %d, update status %+v; want a new run at 2 and no update", got.SpecVersion, got.JobRun, got.UpdateStatus)
 	}
 	if _, err := s.Apply(11, &ServiceScale{Name: "j", Replicas: 5, At: t0}); err != nil {
 		t.Fatal(err)
 	}
-	if got = s.Snapshot().Service("j"); got.Spec.Replicas != 5 || got.SpecVersion != 2 {
-		t.Fatalf("scaled job: %d replicas at version %d, want 5 at 2", got.Spec.Replicas, got.SpecVersion)
+	if got = s.Snapshot().Service("j"); got.Spec.Replicas != 5 || got.SpecVersion != 2 || got.JobRun != 2 {
+		t.Fatalf("scaled job: %d replicas at version %d, run %d; want 5 at 2, the same run", got.Spec.Replicas, got.SpecVersion, got.JobRun)
 	}
 	if _, err := s.Apply(12, &ServiceScale{Name: "g", Replicas: 5, At: t0}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("scale of a global job: %v", err)

@@ -97,8 +97,8 @@ func runs(t *testing.T, log string) (done []string, most int) {
 
 // TestJobsProcessEngine: a replicated job of 6 completions, 2 at a time, runs 6
 // and no more, service ls and ps show it done as docker does, update --force
-// runs it again with the first run kept as history; a global job runs once per
-// node; a failing job's create fails with the reason; bad input changes nothing.
+// runs it again with the first run kept as history, a scale runs only the
+// completions added; a global job runs once per node; a failing job's create fails with the reason; bad input changes nothing.
 func TestJobsProcessEngine(t *testing.T) {
 	c := newCluster(t, 86)
 	c.start(1, "")
@@ -167,6 +167,17 @@ func TestJobsProcessEngine(t *testing.T) {
 		t.Fatalf("ps --all: %d tasks, %d of the first run as history; ps: %d (want 12, 6, 6)", len(all), history, len(ts))
 	}
 
+	// Scaling goes on with the run: only the completions added run.
+	if _, errOut, err := c.cli(1, "service", "scale", "batch=8"); err != nil || !strings.Contains(errOut, "batch: job complete") {
+		t.Fatalf("scale: %v: %s", err, errOut)
+	}
+	if done, _ := runs(t, log); len(done) != 14 {
+		t.Fatalf("after scale 6 -> 8: %d runs, want 14", len(done))
+	}
+	if s := c.serviceRow(1, "batch"); s.Replicas != "0/2 (8/8 completed)" {
+		t.Fatalf("service ls after scale: %q", s.Replicas)
+	}
+
 	// A global job: one completion on each node.
 	glog := filepath.Join(t.TempDir(), "global.log")
 	if _, errOut, err := c.cli(1, "service", "create", "--name", "each", "--mode", "global-job", jobScript(t, glog, 0)); err != nil {
@@ -202,7 +213,7 @@ func TestJobsProcessEngine(t *testing.T) {
 	if n := len(c.serviceRows(1)); n != before {
 		t.Fatalf("bad input changed the services: %d, was %d", n, before)
 	}
-	if done, _ := runs(t, log); len(done) != 12 {
+	if done, _ := runs(t, log); len(done) != 14 {
 		t.Fatalf("bad input ran the job: %d runs", len(done))
 	}
 }

@@ -76,7 +76,7 @@ func waitJob(ctx context.Context, cl *client.Client, name string, out io.Writer)
 		var pending []*api.Task
 		ofRun := 0
 		for _, t := range currentTasks(tasks) {
-			if t.SpecVersion != svc.SpecVersion {
+			if !svc.InJobRun(t) {
 				continue // an earlier run's
 			}
 			ofRun++

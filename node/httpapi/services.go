@@ -22,14 +22,14 @@ func (s *Server) handleServices(w http.ResponseWriter, r *http.Request, st *raft
 }
 
 // serviceInfo adds live counts to the stored service. For a job they count its
-// current run only (api.Task.JobIteration), with its completions; desired is
+// current run only (api.Service.InJobRun), with its completions; desired is
 // Docker's: a replicated job's max-concurrent, a global job's tasks not yet
 // completed.
 func serviceInfo(s *api.Service, tasks []*api.Task) api.ServiceInfo {
 	v := api.ServiceInfo{Service: *s}
 	job := s.Spec.Mode.IsJob()
 	for _, t := range tasks {
-		if job && t.JobIteration() != s.SpecVersion {
+		if job && !s.InJobRun(t) {
 			continue
 		}
 		if t.Status.State == api.TaskRunning && t.DesiredState == api.TaskRunning {
@@ -48,7 +48,7 @@ func serviceInfo(s *api.Service, tasks []*api.Task) api.ServiceInfo {
 		}
 	case api.ModeGlobalJob:
 		for _, t := range tasks {
-			if t.JobIteration() == s.SpecVersion && t.DesiredState == api.TaskRunning && t.Status.State != api.TaskComplete {
+			if s.InJobRun(t) && t.DesiredState == api.TaskRunning && t.Status.State != api.TaskComplete {
 				v.Desired++
 			}
 		}
