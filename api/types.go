@@ -196,9 +196,9 @@ type Service struct {
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
 	// JobRun, for a job, is the spec version its current run started at
 	// (InJobRun); 0 for a service.
-	JobRun uint64 `json:"job_run,omitempty"`
-	CreateIndex  uint64        `json:"create_index"`
-	ModifyIndex  uint64        `json:"modify_index"`
+	JobRun      uint64 `json:"job_run,omitempty"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
 }
 
 // PortBinding is where one target port of a task is reachable on its node.
