@@ -194,11 +194,12 @@ type Service struct {
 	PreviousSpec *ServiceSpec `json:"previous_spec,omitempty"`
 	// UpdateStatus is the rolling update's state (nil: the service never changed).
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
+	CreateIndex  uint64        `json:"create_index"`
+	ModifyIndex  uint64        `json:"modify_index"`
+
 	// JobRun, for a job, is the spec version its current run started at
 	// (InJobRun); 0 for a service.
-	JobRun      uint64 `json:"job_run,omitempty"`
-	CreateIndex uint64 `json:"create_index"`
-	ModifyIndex uint64 `json:"modify_index"`
+	JobRun uint64 `json:"job_run,omitempty"`
 }
 
 // PortBinding is where one target port of a task is reachable on its node.
