@@ -298,7 +298,7 @@ func TestPlacementProcessEngine(t *testing.T) {
 			}
 			return false
 		})
-		if text := c.mustCLI(1, "service", "ps", "--no-trunc", svc); !strings.Contains(text, want) {
+		if text := c.mustCLI(1, "service", "ps", svc); !strings.Contains(text, want) {
 			t.Fatalf("service ps does not show %q:\n%s", want, text)
 		}
 	}
