@@ -205,6 +205,14 @@ func (s *ServiceSpec) validateDeploy() error {
 }
 
 func (s *ServiceSpec) normalizeDeploy() {
+	if s.Mode.IsJob() {
+		// A job has no rolling update: each change of it is a new run.
+		if s.StopGracePeriod == nil {
+			d := DefaultStopGracePeriod
+			s.StopGracePeriod = &d
+		}
+		return
+	}
 	if s.Update == nil {
 		c := DefaultUpdateConfig()
 		s.Update = &c
@@ -237,9 +245,11 @@ func (s *ServiceSpec) StopGrace() time.Duration {
 
 // SameTaskSpec reports whether tasks made from a and b run the same thing: the
 // specs differ at most in what changes the service but not its tasks (replicas,
-// update and rollback settings). A change that keeps the task spec moves no task.
+// a job's max-concurrent, update and rollback settings). A change that keeps the
+// task spec moves no task.
 func SameTaskSpec(a, b ServiceSpec) bool {
 	a.Replicas, b.Replicas = 0, 0
+	a.MaxConcurrent, b.MaxConcurrent = 0, 0
 	a.Update, b.Update = nil, nil
 	a.Rollback, b.Rollback = nil, nil
 	return reflect.DeepEqual(normalizeEmpty(a), normalizeEmpty(b))
@@ -265,6 +275,9 @@ func normalizeEmpty(s ServiceSpec) ServiceSpec {
 	}
 	s.Mounts, s.Container = cloneOptions(s)
 	s.normalizeOptions()
+	if len(s.PlacementPrefs) == 0 {
+		s.PlacementPrefs = nil
+	}
 	if s.Health != nil && len(s.Health.Test) == 0 {
 		h := *s.Health
 		h.Test = nil
@@ -337,7 +350,12 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 	prev := old.Spec.Clone()
 	svc.Spec, svc.PreviousSpec = spec, &prev
 	svc.SpecVersion, svc.UpdatedAt = old.SpecVersion+1, at
-	if !SameTaskSpec(prev, spec) {
+	if spec.Mode.IsJob() {
+		// A job has no rolling update: a change of what it runs is a new run.
+		if !SameTaskSpec(prev, spec) || svc.JobRun == 0 {
+			svc.JobRun = svc.SpecVersion
+		}
+	} else if !SameTaskSpec(prev, spec) {
 		svc.UpdateStatus = &UpdateStatus{State: UpdateUpdating, Message: "update in progress", StartedAt: at}
 	}
 	return &svc, nil
@@ -347,6 +365,9 @@ func (old *Service) WithSpec(spec ServiceSpec, at time.Time) (*Service, error) {
 // rollback does, so a second rollback goes forward again), rolling out with the
 // rollback settings.
 func (old *Service) RolledBack(at time.Time, message string) (*Service, error) {
+	if old.Spec.Mode.IsJob() {
+		return nil, fmt.Errorf("service %q is a job: it has no rollback; update it to run it again with another spec: %w", old.Spec.Name, ErrInvalid)
+	}
 	if old.PreviousSpec == nil {
 		return nil, fmt.Errorf("service %q: %w", old.Spec.Name, ErrNoPreviousSpec)
 	}

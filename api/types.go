@@ -51,6 +51,11 @@ type Node struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Engine       string            `json:"engine"`
 	Resources    Resources         `json:"resources"` // capacity the node offers
+	// Platform and EngineLabels are what the node's engine reports at registration
+	// (docker info's OSType, Architecture and Labels; the process engine's are Go's
+	// and --engine-label), for node.platform.* and engine.labels.* constraints.
+	Platform     Platform          `json:"platform,omitzero"`
+	EngineLabels map[string]string `json:"engine_labels,omitempty"`
 	// The node's current certificate as its issuer recorded it: the signing root's
 	// key ID (a CA rotation finishes when every node is on the new root) and expiry.
 	CertIssuer  string    `json:"cert_issuer,omitempty"`
@@ -191,6 +196,10 @@ type Service struct {
 	UpdateStatus *UpdateStatus `json:"update_status,omitempty"`
 	CreateIndex  uint64        `json:"create_index"`
 	ModifyIndex  uint64        `json:"modify_index"`
+
+	// JobRun, for a job, is the spec version its current run started at
+	// (InJobRun); 0 for a service.
+	JobRun uint64 `json:"job_run,omitempty"`
 }
 
 // PortBinding is where one target port of a task is reachable on its node.

@@ -23,7 +23,7 @@ func ValidateName(name string) error {
 
 // Constraint is one placement rule such as node.labels.zone==a.
 type Constraint struct {
-	Key   string // node.id, node.hostname, node.role, node.addr, node.engine, node.labels.K
+	Key   string // node.id, node.hostname, node.role, node.addr, node.engine, node.labels.K, engine.labels.K, node.platform.os|arch
 	Equal bool   // == or !=
 	Value string
 }
@@ -54,9 +54,11 @@ func ParseConstraint(expr string) (Constraint, error) {
 	}
 	switch {
 	case c.Key == "node.id", c.Key == "node.hostname", c.Key == "node.role", c.Key == "node.addr", c.Key == "node.engine":
-	case strings.HasPrefix(c.Key, "node.labels.") && len(c.Key) > len("node.labels."):
+	case c.Key == KeyPlatformOS, c.Key == KeyPlatformArch:
+	case strings.HasPrefix(c.Key, KeyNodeLabels) && len(c.Key) > len(KeyNodeLabels):
+	case strings.HasPrefix(c.Key, KeyEngineLabels) && len(c.Key) > len(KeyEngineLabels):
 	default:
-		return c, fmt.Errorf("invalid constraint %q: unknown key %q (use node.id, node.hostname, node.role, node.addr, node.engine or node.labels.KEY)", expr, c.Key)
+		return c, fmt.Errorf("invalid constraint %q: unknown key %q (use node.id, node.hostname, node.role, node.addr, node.engine, node.labels.KEY, engine.labels.KEY, node.platform.os or node.platform.arch)", expr, c.Key)
 	}
 	return c, nil
 }
@@ -106,6 +108,10 @@ func (s *ServiceSpec) Normalize() {
 	}
 	if s.RestartPolicy.Condition == "" {
 		s.RestartPolicy.Condition = RestartAny
+		if s.Mode.IsJob() {
+			// As Swarm: a job's task that exits 0 is done, one that fails is retried.
+			s.RestartPolicy.Condition = RestartOnFailure
+		}
 	}
 	s.normalizeDeploy()
 	s.normalizeOptions()
@@ -144,12 +150,16 @@ func (s *ServiceSpec) Validate() error {
 	}
 	switch s.Mode {
 	case ModeReplicated:
-	case ModeGlobal:
+	case ModeGlobal, ModeGlobalJob:
 		if s.Replicas != 0 {
-			return errors.New("--replicas cannot be used with --mode global")
+			return fmt.Errorf("--replicas cannot be used with --mode %s", s.Mode)
 		}
+	case ModeReplicatedJob:
 	default:
-		return fmt.Errorf("invalid mode %q: use replicated or global", s.Mode)
+		return fmt.Errorf("invalid mode %q: use replicated, global, replicated-job or global-job", s.Mode)
+	}
+	if err := s.validateJobAndPlacement(); err != nil {
+		return err
 	}
 	switch s.EndpointMode {
 	case EndpointVIP, EndpointDNSRR:

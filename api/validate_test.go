@@ -46,7 +46,11 @@ func TestParseConstraint(t *testing.T) {
 		{"node.labels.==a", Constraint{}, false},
 		{"node.role=manager", Constraint{}, false},
 		{"node.role==", Constraint{}, false},
-		{"engine.labels.x==y", Constraint{}, false},
+		{"engine.labels.x==y", Constraint{"engine.labels.x", true, "y"}, true},
+		{"node.platform.os==linux", Constraint{"node.platform.os", true, "linux"}, true},
+		{"node.platform.arch!=x86_64", Constraint{"node.platform.arch", false, "x86_64"}, true},
+		{"engine.labels.==y", Constraint{}, false},
+		{"node.platform.kernel==6", Constraint{}, false},
 	} {
 		got, err := ParseConstraint(tc.expr)
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {

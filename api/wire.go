@@ -199,4 +199,6 @@ type ServiceInfo struct {
 	Service
 	Running int    `json:"running"`
 	Desired uint64 `json:"desired"`
+	// Completed counts, for a job, the tasks of its current run that completed.
+	Completed int `json:"completed,omitempty"`
 }

@@ -53,6 +53,27 @@ func BenchmarkSchedule10kTasks1kNodes(b *testing.B) { benchSchedule(b, 1000, 100
 // The worst case for per-group work: every task its own service.
 func BenchmarkSchedule10kServices1kNodes(b *testing.B) { benchSchedule(b, 1000, 10000, 1) }
 
+// 10k tasks of 10 services spread over the zones, then over racks within each
+// (Swarm's nested placement preferences), on 1k nodes.
+func BenchmarkScheduleSpread10kTasks1kNodes(b *testing.B) {
+	nodes, _, pending := benchCluster(1000, 10, 1000)
+	for i, n := range nodes {
+		n.Labels["rack"] = fmt.Sprint(i % 17)
+	}
+	for _, t := range pending {
+		t.Spec.Constraints = nil
+		t.Spec.PlacementPrefs = []api.PlacementPref{{Spread: "node.labels.zone"}, {Spread: "node.labels.rack"}}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	placed := 0
+	for b.Loop() {
+		ps, _ := Schedule(nodes, pending, pending)
+		placed += len(ps)
+	}
+	b.ReportMetric(float64(placed)/b.Elapsed().Seconds(), "placements/sec")
+}
+
 // Steady state: a thousand running replicas with full history, nothing to do. This
 // is what the orchestrator pays on every store change.
 func BenchmarkReconcileSteady1kReplicas(b *testing.B) {

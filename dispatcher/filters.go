@@ -19,6 +19,12 @@ type request struct {
 	staticKey   string            // requests with equal keys pass the static filters alike
 	cpu, mem    int64
 	ports       []hostPort
+	// maxPerNode caps the service's tasks on one node (0: none); atMax is its
+	// refusal, worded once.
+	maxPerNode uint64
+	atMax      string
+	// spread are the keys of the spec's placement preferences, outermost first.
+	spread []string
 }
 
 // hostPort is a published port bound on the node's own address (host publish mode),
@@ -36,6 +42,12 @@ func newRequest(t *api.Task) *request {
 		cpu:       t.Spec.Reservations.NanoCPUs,
 		mem:       t.Spec.Reservations.MemoryBytes,
 		ports:     taskHostPorts(t),
+	}
+	if m := t.Spec.MaxReplicasPerNode; m > 0 && t.Spec.Mode != api.ModeGlobal && t.Spec.Mode != api.ModeGlobalJob {
+		r.maxPerNode, r.atMax = m, fmt.Sprintf("max replicas per node %d reached", m)
+	}
+	for _, p := range t.Spec.PlacementPrefs {
+		r.spread = append(r.spread, p.Spread)
 	}
 	for _, expr := range t.Spec.Constraints {
 		c, err := api.ParseConstraint(expr)
@@ -151,27 +163,7 @@ func (constraintFilter) refuse(r *request, n *nodeInfo) string {
 	return ""
 }
 
-func constraintHolds(c api.Constraint, n *api.Node) bool {
-	var v string
-	var ok = true
-	switch c.Key {
-	case "node.id":
-		v = n.ID
-	case "node.hostname":
-		v = n.Hostname
-	case "node.role":
-		v = string(n.Role)
-	case "node.addr":
-		v = n.Addr
-	case "node.engine":
-		v = n.Engine
-	default:
-		// ParseConstraint admits only node.labels.K beyond the fixed keys. A missing
-		// label equals nothing, so node.labels.K!=V holds on a node without K.
-		v, ok = n.Labels[c.Key[len("node.labels."):]]
-	}
-	return (ok && v == c.Value) == c.Equal
-}
+func constraintHolds(c api.Constraint, n *api.Node) bool { return c.Holds(n) }
 
 // resourceFilter: reservations must fit in what the node offers minus what its
 // non-terminal tasks reserve. A zero capacity means the node did not say, which we

@@ -43,9 +43,16 @@ type Plan struct {
 // tasks are the service's tasks, terminal history included.
 func Reconcile(svc *api.Service, nodes []*api.Node, tasks []*api.Task, now time.Time, newID func() string) Plan {
 	r := newReconciler(svc, nodes, now, newID)
-	if svc.Spec.Mode == api.ModeGlobal {
+	switch svc.Spec.Mode {
+	case api.ModeReplicatedJob:
+		r.replicatedJob(tasks) // jobs.go; a job has no rolling update
+		return Plan{Ops: r.ops, Next: r.next}
+	case api.ModeGlobalJob:
+		r.globalJob(tasks)
+		return Plan{Ops: r.ops, Next: r.next}
+	case api.ModeGlobal:
 		r.global(tasks)
-	} else {
+	default:
 		r.replicated(tasks)
 	}
 	r.rollingUpdate(tasks)
@@ -281,7 +288,7 @@ func (r *reconciler) outdated(t *api.Task) bool {
 	same, ok := r.sameSpec[t.SpecVersion]
 	if !ok {
 		spec := t.Spec
-		if r.svc.Spec.Mode == api.ModeGlobal && len(spec.Constraints) > 0 && strings.HasPrefix(spec.Constraints[len(spec.Constraints)-1], "node.id==") {
+		if (r.svc.Spec.Mode == api.ModeGlobal || r.svc.Spec.Mode == api.ModeGlobalJob) && len(spec.Constraints) > 0 && strings.HasPrefix(spec.Constraints[len(spec.Constraints)-1], "node.id==") {
 			spec.Constraints = spec.Constraints[:len(spec.Constraints)-1] // the pin create adds
 		}
 		same = api.SameTaskSpec(spec, r.svc.Spec)

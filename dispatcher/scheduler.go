@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -49,6 +48,7 @@ func Schedule(nodes []*api.Node, tasks []*api.Task, pending []*api.Task) (placem
 	for i, ni := range c.infos {
 		ni.idx = i
 	}
+	c.names = displayNames(c.infos)
 	for _, t := range tasks {
 		if t.NodeID == "" || t.Status.State < api.TaskAssigned || t.Status.State.Terminal() {
 			continue
@@ -95,6 +95,38 @@ type cluster struct {
 	perService map[string]map[int]int
 	static     map[string]*staticResult // by request.staticKey
 	buf        []candidate
+	names      []string // how a refusal names each node (by index)
+}
+
+// refusals lists, per reason, the nodes (by index) refused for it.
+type refusals map[string][]int
+
+func (r refusals) add(why string, idx int) { r[why] = append(r[why], idx) }
+
+// clone copies r so that adding to the copy never writes into r's lists.
+func (r refusals) clone() refusals {
+	c := make(refusals, len(r))
+	for why, idx := range r {
+		c[why] = slices.Clip(idx)
+	}
+	return c
+}
+
+// displayNames names nodes in refusals by host name, or by ID where several
+// nodes share one (nodes on one machine may).
+func displayNames(infos []*nodeInfo) []string {
+	seen := map[string]int{}
+	for _, ni := range infos {
+		seen[ni.node.Hostname]++
+	}
+	names := make([]string, len(infos))
+	for i, ni := range infos {
+		names[i] = ni.node.Hostname
+		if names[i] == "" || seen[names[i]] > 1 {
+			names[i] = ni.node.ID
+		}
+	}
+	return names
 }
 
 func (c *cluster) commit(ni *nodeInfo, r *request, desiredRunning bool) {
@@ -138,14 +170,14 @@ func sameGroup(a, b pinned) bool {
 // constraints, shared by every group with that set.
 type staticResult struct {
 	eligible []*nodeInfo
-	refusals map[string]int
+	refusals refusals
 }
 
 func runStatic(nodes []*nodeInfo, req *request) *staticResult {
-	res := &staticResult{refusals: map[string]int{}}
+	res := &staticResult{refusals: refusals{}}
 	for _, ni := range nodes {
 		if why := refuseBy(staticFilters, req, ni); why != "" {
-			res.refusals[why]++
+			res.refusals.add(why, ni.idx)
 			continue
 		}
 		res.eligible = append(res.eligible, ni)
@@ -174,11 +206,14 @@ func (c *cluster) scheduleGroup(group []pinned) ([]Placement, []Unplaced) {
 		st = runStatic(c.infos, req)
 		c.static[req.staticKey] = st
 	}
-	refusals := maps.Clone(st.refusals)
+	refusals := st.refusals.clone()
 	var pick func() *nodeInfo
-	if len(group) <= linearMax {
+	switch {
+	case len(req.spread) > 0:
+		pick = c.spreadPicker(req, st.eligible, refusals)
+	case len(group) <= linearMax:
 		pick = c.linearPicker(req, st.eligible, refusals)
-	} else {
+	default:
 		pick = c.heapPicker(req, st.eligible, refusals)
 	}
 
@@ -191,7 +226,7 @@ func (c *cluster) scheduleGroup(group []pinned) ([]Placement, []Unplaced) {
 			continue
 		}
 		if reason == "" {
-			reason = explain(considered, refusals, missing)
+			reason = explain(considered, refusals, missing, c.names)
 		}
 		unplaced = append(unplaced, Unplaced{TaskID: t.ID, Reason: reason})
 	}
@@ -205,7 +240,7 @@ var linearMax = 4
 // A picker commits the group's next task to the best node that takes it and returns
 // that node, or nil when none does; refusals then counts every candidate's reason.
 
-func (c *cluster) heapPicker(req *request, eligible []*nodeInfo, refusals map[string]int) func() *nodeInfo {
+func (c *cluster) heapPicker(req *request, eligible []*nodeInfo, refusals refusals) func() *nodeInfo {
 	counts := c.perService[req.serviceID]
 	h := &nodeHeap{infos: c.infos, c: c.buf[:0]}
 	for _, ni := range eligible {
@@ -217,8 +252,8 @@ func (c *cluster) heapPicker(req *request, eligible []*nodeInfo, refusals map[st
 		for h.Len() > 0 {
 			top := &h.c[0]
 			ni := c.infos[top.idx]
-			if why := refuseBy(dynamicFilters, req, ni); why != "" {
-				refusals[why]++
+			if why := c.refuseDynamic(req, ni); why != "" {
+				refusals.add(why, ni.idx)
 				heap.Pop(h)
 				continue
 			}
@@ -231,7 +266,7 @@ func (c *cluster) heapPicker(req *request, eligible []*nodeInfo, refusals map[st
 	}
 }
 
-func (c *cluster) linearPicker(req *request, eligible []*nodeInfo, refusals map[string]int) func() *nodeInfo {
+func (c *cluster) linearPicker(req *request, eligible []*nodeInfo, refusals refusals) func() *nodeInfo {
 	var dropped map[int]bool
 	return func() *nodeInfo {
 		counts := c.perService[req.serviceID]
@@ -245,8 +280,8 @@ func (c *cluster) linearPicker(req *request, eligible []*nodeInfo, refusals map[
 			if best != nil && (svc > bestSvc || svc == bestSvc && (ni.tasks > best.tasks || ni.tasks == best.tasks && ni.idx > best.idx)) {
 				continue
 			}
-			if why := refuseBy(dynamicFilters, req, ni); why != "" {
-				refusals[why]++
+			if why := c.refuseDynamic(req, ni); why != "" {
+				refusals.add(why, ni.idx)
 				if dropped == nil {
 					dropped = map[int]bool{}
 				}
@@ -262,9 +297,24 @@ func (c *cluster) linearPicker(req *request, eligible []*nodeInfo, refusals map[
 	}
 }
 
-// explain aggregates refusals the way Docker does, most common first:
-// "no suitable node (3 nodes: 2 insufficient memory, 1 drained)".
-func explain(total int, refusals map[string]int, missing string) string {
+// refuseDynamic runs the filters whose answer changes as tasks are placed: the
+// service's cap per node, then resources and ports. Within one call each only
+// turns from yes to no, so a node it refuses is dropped for the group's rest.
+func (c *cluster) refuseDynamic(req *request, ni *nodeInfo) string {
+	if req.maxPerNode > 0 && uint64(c.perService[req.serviceID][ni.idx]) >= req.maxPerNode {
+		return req.atMax
+	}
+	return refuseBy(dynamicFilters, req, ni)
+}
+
+// namesPerReason is how many nodes a refusal names before it says how many more.
+const namesPerReason = 3
+
+// explain aggregates refusals as Docker does, most common first, and names the
+// nodes each refusal is about (the first few, then how many more), so a user
+// sees which node to fix:
+// "no suitable node (3 nodes: 2 insufficient memory on n1, n2; 1 drained on n3)".
+func explain(total int, refusals refusals, missing string, names []string) string {
 	if missing != "" {
 		return fmt.Sprintf("no suitable node (node %s is not in the cluster)", missing)
 	}
@@ -276,7 +326,7 @@ func explain(total int, refusals map[string]int, missing string) string {
 		whys = append(whys, why)
 	}
 	slices.SortFunc(whys, func(a, b string) int {
-		return cmp.Or(cmp.Compare(refusals[b], refusals[a]), cmp.Compare(a, b))
+		return cmp.Or(cmp.Compare(len(refusals[b]), len(refusals[a])), cmp.Compare(a, b))
 	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "no suitable node (%d node", total)
@@ -286,9 +336,18 @@ func explain(total int, refusals map[string]int, missing string) string {
 	b.WriteString(":")
 	for i, why := range whys {
 		if i > 0 {
-			b.WriteString(",")
+			b.WriteString(";")
 		}
-		fmt.Fprintf(&b, " %d %s", refusals[why], why)
+		idx := refusals[why]
+		on := make([]string, len(idx))
+		for j, x := range idx {
+			on[j] = names[x]
+		}
+		slices.Sort(on)
+		fmt.Fprintf(&b, " %d %s on %s", len(idx), why, strings.Join(on[:min(len(on), namesPerReason)], ", "))
+		if len(on) > namesPerReason {
+			fmt.Fprintf(&b, " and %d more", len(on)-namesPerReason)
+		}
 	}
 	b.WriteString(")")
 	return b.String()

@@ -109,7 +109,7 @@ func TestScheduleFilters(t *testing.T) {
 		{name: "reasons aggregate, most common first",
 			nodes:  []*api.Node{mkNode("1", down), mkNode("2", drained), mkNode("3", paused), mkNode("4", drained)},
 			n:      1,
-			reason: "no suitable node (4 nodes: 2 drained, 1 down, 1 paused)"},
+			reason: "no suitable node (4 nodes: 2 drained on host-2, host-4; 1 down on host-1; 1 paused on host-3)"},
 		{name: "no nodes", n: 1, reason: "no suitable node (no nodes in the cluster)"},
 		{name: "label constraint",
 			nodes: []*api.Node{mkNode("1", label("zone", "a")), mkNode("2", label("zone", "b")), mkNode("3")},
@@ -129,13 +129,13 @@ func TestScheduleFilters(t *testing.T) {
 			nodes:  []*api.Node{mkNode("1"), mkNode("2", drained)},
 			svc:    func(s *api.Service) { s.Spec.Constraints = []string{"node.labels.gpu==yes"} },
 			n:      1,
-			reason: "no suitable node (2 nodes: 1 drained, 1 unmet constraint node.labels.gpu==yes)"},
+			reason: "no suitable node (2 nodes: 1 drained on host-2; 1 unmet constraint node.labels.gpu==yes on host-1)"},
 		{name: "memory fills up as tasks are placed",
 			nodes:  []*api.Node{mkNode("1", capacity(0, 2*gib)), mkNode("2", capacity(0, 1*gib)), mkNode("3", drained)},
 			svc:    func(s *api.Service) { s.Spec.Reservations.MemoryBytes = gib },
 			n:      4,
 			want:   map[string]int{"1": 2, "2": 1},
-			reason: "no suitable node (3 nodes: 2 insufficient memory, 1 drained)"},
+			reason: "no suitable node (3 nodes: 2 insufficient memory on host-1, host-2; 1 drained on host-3)"},
 		{name: "existing non-terminal tasks reserve, terminal ones do not",
 			nodes: []*api.Node{mkNode("1", capacity(4e9, 0)), mkNode("2", capacity(4e9, 0))},
 			svc:   func(s *api.Service) { s.Spec.Reservations.NanoCPUs = 2e9 },
@@ -148,7 +148,7 @@ func TestScheduleFilters(t *testing.T) {
 				}
 			},
 			n: 3, want: map[string]int{"2": 2},
-			reason: "no suitable node (2 nodes: 2 insufficient CPU)"},
+			reason: "no suitable node (2 nodes: 2 insufficient CPU on host-1, host-2)"},
 		{name: "zero capacity means unknown, so unlimited",
 			nodes: []*api.Node{mkNode("1")},
 			svc:   func(s *api.Service) { s.Spec.Reservations = api.Resources{NanoCPUs: 64e9, MemoryBytes: 1 << 40} },
@@ -159,7 +159,7 @@ func TestScheduleFilters(t *testing.T) {
 				s.Spec.Ports = []api.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: api.PublishHost}}
 			},
 			n: 3, want: map[string]int{"1": 1, "2": 1},
-			reason: "no suitable node (2 nodes: 2 host port 8080/tcp in use)"},
+			reason: "no suitable node (2 nodes: 2 host port 8080/tcp in use on host-1, host-2)"},
 		{name: "ingress and dynamic host ports never conflict",
 			nodes: []*api.Node{mkNode("1")},
 			svc: func(s *api.Service) {
@@ -221,7 +221,7 @@ func TestScheduleGlobalPinned(t *testing.T) {
 		t.Errorf("placements = %v", ps)
 	}
 	want := []Unplaced{
-		{"g2", "no suitable node (1 node: 1 paused)"},
+		{"g2", "no suitable node (1 node: 1 paused on host-2)"},
 		{"g9", "no suitable node (node 9 is not in the cluster)"},
 	}
 	if !slices.Equal(un, want) {
@@ -245,6 +245,7 @@ func TestSchedulePickersAgree(t *testing.T) {
 				if rapid.Bool().Draw(rt, "port") {
 					svc.Spec.Ports = []api.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 80, PublishMode: api.PublishHost}}
 				}
+				svc.Spec.MaxReplicasPerNode = rapid.Uint64Range(0, 3).Draw(rt, "max-per-node")
 			})
 			for i := range rapid.IntRange(0, 10).Draw(rt, "tasks") {
 				tk := mkTask(fmt.Sprintf("%s-%d", svc.ID, i), svc, uint64(i+1), "", api.TaskNew)

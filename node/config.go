@@ -69,6 +69,10 @@ type Config struct {
 	// RestartGrace (init only): how long the tasks of a node that said it is
 	// restarting are kept (nil: api.DefaultRestartGrace; 0: not at all).
 	RestartGrace *time.Duration
+	// EngineLabels are this node's engine labels beyond what its engine reports
+	// (docker info's Labels), for engine.labels.* constraints: the process
+	// engine has none of its own (--engine-label, as dockerd's --label).
+	EngineLabels map[string]string
 	Logger       *slog.Logger
 	// Out receives the few lines meant for the operator (join commands).
 	Out func(format string, args ...any)

@@ -64,6 +64,11 @@ type Daemon struct {
 	metrics    *metrics.Metrics
 	left       bool // this node left the cluster: forget it on stop
 
+	// platform and engineLabels are what the node registers of its engine
+	// (platform.go).
+	platform     api.Platform
+	engineLabels map[string]string
+
 	// Trust (trust.go, follow.go, atrest.go).
 	trust        *nodeTrust
 	renewer      *pki.Renewer
@@ -121,6 +126,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	if d.engineKind, err = d.chooseEngine(ctx); err != nil {
 		return err
 	}
+	d.describeEngine(ctx)
 	id, err := loadIdentity(d.cfg.DataDir)
 	if err != nil {
 		return err
@@ -275,7 +281,7 @@ func (d *Daemon) selfNode(id *identity) api.Node {
 		APIPort: d.cfg.PortBase + offsetAPI, RaftPort: d.cfg.PortBase + offsetRaft,
 		GossipPort: d.cfg.gossipPort(), DNSPort: d.cfg.DNSPort,
 		Role: id.Role, Availability: d.cfg.Availability, Engine: d.engineName(),
-		Resources: hostResources(),
+		Resources: hostResources(), Platform: d.platform, EngineLabels: d.engineLabels,
 	}
 }
 

@@ -269,6 +269,9 @@ func applyServiceCreate(txn *memdb.Txn, index uint64, c *ServiceCreate) (any, er
 	}
 	svc := &api.Service{ID: c.ID, Spec: spec, SpecVersion: 1, CreatedAt: c.At, UpdatedAt: c.At,
 		CreateIndex: index, ModifyIndex: index}
+	if spec.Mode.IsJob() {
+		svc.JobRun = 1 // the first run (api.Service.InJobRun)
+	}
 	if err := allocate(txn, cl, nil, svc); err != nil {
 		return nil, err
 	}
@@ -428,15 +431,16 @@ func applyServiceScale(txn *memdb.Txn, index uint64, c *ServiceScale) (any, erro
 	if old == nil {
 		return nil, fmt.Errorf("service %q: %w", c.Name, ErrNotFound)
 	}
-	if old.Spec.Mode != api.ModeReplicated {
-		return nil, fmt.Errorf("service %q is global and cannot be scaled: %w", c.Name, ErrInvalid)
+	if old.Spec.Mode != api.ModeReplicated && old.Spec.Mode != api.ModeReplicatedJob {
+		return nil, fmt.Errorf("service %q is %s and cannot be scaled: %w", c.Name, old.Spec.Mode, ErrInvalid)
 	}
 	if c.Replicas > api.MaxReplicas {
 		return nil, fmt.Errorf("replicas %d: at most %d: %w", c.Replicas, api.MaxReplicas, ErrInvalid)
 	}
 	svc := *old
 	// Scaling changes how many tasks run, not what they run: the spec version stays,
-	// so running tasks are not replaced.
+	// so running tasks are not replaced (and a replicated job's run goes on: the
+	// slots added run, the completions made stay; api.Service.InJobRun).
 	svc.Spec.Replicas, svc.UpdatedAt, svc.ModifyIndex = c.Replicas, c.At, index
 	putService(txn, &svc)
 	return &svc, nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -30,8 +31,19 @@ func daemonFlags(c *cobra.Command, cfg *node.Config) *string {
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers for names outside the cluster (default: /etc/resolv.conf)")
 	f.StringVar(&cfg.Hostname, "hostname", "", "name shown for this node (default: the host name)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	engineLabels := f.StringArray("engine-label", nil, "an engine label K=V for engine.labels.K constraints, added to what the engine reports (docker info's Labels)")
 	c.PreRunE = func(*cobra.Command, []string) error {
 		cfg.Availability = api.Availability(*avail)
+		for _, kv := range *engineLabels {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("invalid --engine-label %q: expected KEY=VALUE", kv)
+			}
+			if cfg.EngineLabels == nil {
+				cfg.EngineLabels = map[string]string{}
+			}
+			cfg.EngineLabels[k] = v
+		}
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 			return fmt.Errorf("invalid --log-level %q", *logLevel)

@@ -184,6 +184,7 @@ func newServiceUpdate() *cobra.Command {
 		maxAttempts                            uint64
 		args                                   string
 		force, rollback, detach                bool
+		place                                  placementFlags
 	)
 	c := &cobra.Command{
 		Use:   "update [flags] SERVICE",
@@ -293,6 +294,9 @@ func newServiceUpdate() *cobra.Command {
 			if err := opts.apply(f, &spec); err != nil {
 				return err
 			}
+			if err := place.applyUpdate(f, &spec); err != nil {
+				return err
+			}
 			if force {
 				spec.ForceUpdate++
 			}
@@ -324,6 +328,7 @@ func newServiceUpdate() *cobra.Command {
 	f := c.Flags()
 	dep.register(f)
 	opts.register(f, true)
+	place.register(f, true)
 	f.StringVar(&image, "image", "", "new image (the program, for the process engine)")
 	f.StringVar(&args, "args", "", "new command arguments, space separated")
 	f.Int64Var(&replicas, "replicas", 0, "number of tasks")

@@ -78,7 +78,13 @@ func psListing(noTrunc *bool) listing[taskRow] {
 				v.CurrentState += " (" + r.Health + ")"
 			}
 			if !*noTrunc {
-				v.Error = truncate(v.Error, 60)
+				// A pending task's reason names the nodes that refused it (a few
+				// per reason): the names are the point, so it gets more room.
+				limit := 60
+				if r.Current == "pending" {
+					limit = 200
+				}
+				v.Error = truncate(v.Error, limit)
 			}
 			return v
 		},

@@ -75,6 +75,7 @@ func newServiceCreate() *cobra.Command {
 		dep                                         deployFlags
 		imgFlags                                    imageFlags
 		opts                                        optionFlags
+		place                                       placementFlags
 	)
 	c := &cobra.Command{
 		Use:   "create --name NAME [flags] IMAGE [COMMAND [ARG...]]",
@@ -140,6 +141,9 @@ func newServiceCreate() *cobra.Command {
 			if err := opts.apply(c.Flags(), &spec); err != nil {
 				return err
 			}
+			if err := place.applyCreate(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -172,7 +176,7 @@ func newServiceCreate() *cobra.Command {
 	f.SetInterspersed(false)
 	f.StringVar(&spec.Name, "name", "", "service name (also its DNS name)")
 	f.Int64Var(&replicas, "replicas", 1, "number of tasks (replicated mode)")
-	f.StringVar(&mode, "mode", "replicated", "replicated or global")
+	f.StringVar(&mode, "mode", "replicated", "replicated, global, replicated-job or global-job (jobs run to completion)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable K=V")
 	f.StringArrayVarP(&labels, "label", "l", nil, "service label K=V")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "publish a port: [PUBLISHED:]TARGET[/tcp|/udp], or mode=host,published=P,target=T")
@@ -188,6 +192,7 @@ func newServiceCreate() *cobra.Command {
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	dep.register(f)
 	opts.register(f, false)
+	place.register(f, false)
 	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c
@@ -228,6 +233,9 @@ func parsePublish(s string) (api.PortConfig, error) {
 // count matches the desired count, failing with the reason when tasks are rejected
 // or stay pending.
 func waitConverged(ctx context.Context, cl *client.Client, name string, out io.Writer) error {
+	if svc, err := cl.Service(ctx, name); err == nil && svc.Spec.Mode.IsJob() {
+		return waitJob(ctx, cl, name, out) // jobwait.go: completions, not running tasks
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	tty := isTerminal(out)

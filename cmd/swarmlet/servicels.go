@@ -26,6 +26,10 @@ type serviceRow struct {
 	// Update is the rolling update's state (updating, paused, completed, ...).
 	Update        string `json:"update,omitempty"`
 	UpdateMessage string `json:"update_message,omitempty"`
+	// Completed and Completions: a job's progress, its current run's tasks that
+	// completed and how many it wants.
+	Completed   int    `json:"completed,omitempty"`
+	Completions uint64 `json:"completions,omitempty"`
 }
 
 // serviceView is a service as templates see it, in docker's field names.
@@ -80,10 +84,13 @@ func serviceRows(svcs []api.ServiceInfo, f filters) []serviceRow {
 			continue
 		}
 		ports := portsString(s.Ports)
-		row := serviceRow{ID: s.ID, Name: s.Spec.Name, Mode: string(s.Spec.Mode), Replicas: fmt.Sprintf("%d/%d", s.Running, s.Desired),
+		row := serviceRow{ID: s.ID, Name: s.Spec.Name, Mode: string(s.Spec.Mode), Replicas: replicasColumn(s),
 			Image: s.Spec.Image, Ports: strings.Join(ports, ","), Running: s.Running, Desired: s.Desired, VIP: s.VIP, PortList: ports, Labels: s.Spec.Labels}
 		if u := s.UpdateStatus; u != nil {
 			row.Update, row.UpdateMessage = string(u.State), u.Message
+		}
+		if s.Spec.Mode.IsJob() {
+			row.Completed, row.Completions = s.Completed, jobCompletions(s)
 		}
 		rows = append(rows, row)
 	}
@@ -100,7 +107,7 @@ func newServiceLs() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := f.checkValues("mode", "replicated", "global"); err != nil {
+			if err := f.checkValues("mode", "replicated", "global", "replicated-job", "global-job"); err != nil {
 				return err
 			}
 			if _, err := parseFormat(o.format, serviceListing.table, serviceView{}); err != nil {

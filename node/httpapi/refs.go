@@ -42,11 +42,44 @@ func checkSelf(n api.Node) error {
 		return badRequest("node host name or engine name too long")
 	}
 	for _, s := range []string{n.Hostname, n.Engine} {
-		for _, r := range s {
-			if r < 0x20 || r == 0x7f {
-				return badRequest("node host name or engine name holds a control character")
-			}
+		if hasControl(s) {
+			return badRequest("node host name or engine name holds a control character")
+		}
+	}
+	return checkEngineInfo(n)
+}
+
+// Bounds on what a node says of its engine: every node's record is in every
+// assignment and snapshot.
+const (
+	maxEngineLabels     = 100
+	maxEngineLabelBytes = 1024
+	maxPlatformBytes    = 64
+)
+
+// checkEngineInfo vets the platform and engine labels a node reports. They are
+// the node's own word (as Swarm's engine labels): node labels, which only the
+// operator sets, are what a constraint that must be trusted should use.
+func checkEngineInfo(n api.Node) error {
+	if len(n.Platform.OS) > maxPlatformBytes || len(n.Platform.Arch) > maxPlatformBytes || hasControl(n.Platform.OS) || hasControl(n.Platform.Arch) {
+		return badRequest("node platform %.64q/%.64q: at most %d bytes each, no control characters", n.Platform.OS, n.Platform.Arch, maxPlatformBytes)
+	}
+	if len(n.EngineLabels) > maxEngineLabels {
+		return badRequest("node reports %d engine labels, at most %d", len(n.EngineLabels), maxEngineLabels)
+	}
+	for k, v := range n.EngineLabels {
+		if k == "" || len(k)+len(v) > maxEngineLabelBytes || hasControl(k) || hasControl(v) {
+			return badRequest("engine label %.64q: a non-empty key, at most %d bytes with its value, no control characters", k, maxEngineLabelBytes)
 		}
 	}
 	return nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
 }

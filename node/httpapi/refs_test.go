@@ -25,7 +25,8 @@ func TestCheckRef(t *testing.T) {
 }
 
 func TestCheckSelf(t *testing.T) {
-	good := api.Node{Addr: "127.66.0.1", APIPort: 4240, RaftPort: 4241, GossipPort: 4242, DNSPort: 53, Hostname: "h", Engine: "process"}
+	good := api.Node{Addr: "127.66.0.1", APIPort: 4240, RaftPort: 4241, GossipPort: 4242, DNSPort: 53, Hostname: "h", Engine: "process",
+		Platform: api.Platform{OS: "linux", Arch: "x86_64"}, EngineLabels: map[string]string{"disk": "ssd"}}
 	for name, mod := range map[string]func(*api.Node){
 		"host name, not an IP": func(n *api.Node) { n.Addr = "evil.example" },
 		"unspecified address":  func(n *api.Node) { n.Addr = "0.0.0.0" },
@@ -34,6 +35,16 @@ func TestCheckSelf(t *testing.T) {
 		"negative DNS port":    func(n *api.Node) { n.DNSPort = -1 },
 		"control characters":   func(n *api.Node) { n.Hostname = "h\x1b[31m" },
 		"long engine name":     func(n *api.Node) { n.Engine = strings.Repeat("e", 33) },
+		"long platform":        func(n *api.Node) { n.Platform.Arch = strings.Repeat("x", 65) },
+		"platform control":     func(n *api.Node) { n.Platform.OS = "linux\n" },
+		"empty engine label":   func(n *api.Node) { n.EngineLabels = map[string]string{"": "x"} },
+		"huge engine label":    func(n *api.Node) { n.EngineLabels = map[string]string{"k": strings.Repeat("v", 1024)} },
+		"too many labels": func(n *api.Node) {
+			n.EngineLabels = map[string]string{}
+			for i := range 101 {
+				n.EngineLabels[strings.Repeat("k", i+1)] = "v"
+			}
+		},
 	} {
 		n := good
 		mod(&n)

@@ -22,21 +22,43 @@ func (s *Server) handleServices(w http.ResponseWriter, r *http.Request, st *raft
 	writeJSON(w, snap.Index(), out)
 }
 
-// serviceInfo adds live counts to the stored service.
+// serviceInfo adds live counts to the stored service. For a job they count its
+// current run only (api.Service.InJobRun), with its completions; desired is
+// Docker's: a replicated job's max-concurrent, a global job's tasks not yet
+// completed.
 func serviceInfo(s *api.Service, tasks []*api.Task) api.ServiceInfo {
 	v := api.ServiceInfo{Service: *s}
+	job := s.Spec.Mode.IsJob()
 	for _, t := range tasks {
+		if job && !s.InJobRun(t) {
+			continue
+		}
 		if t.Status.State == api.TaskRunning && t.DesiredState == api.TaskRunning {
 			v.Running++
 		}
+		if job && t.Status.State == api.TaskComplete {
+			v.Completed++
+		}
 	}
-	if s.Spec.Mode == api.ModeGlobal {
+	switch s.Spec.Mode {
+	case api.ModeGlobal:
 		for _, t := range tasks {
 			if t.DesiredState == api.TaskRunning {
 				v.Desired++
 			}
 		}
-	} else {
+	case api.ModeGlobalJob:
+		for _, t := range tasks {
+			if s.InJobRun(t) && t.DesiredState == api.TaskRunning && t.Status.State != api.TaskComplete {
+				v.Desired++
+			}
+		}
+	case api.ModeReplicatedJob:
+		v.Desired = s.Spec.Replicas
+		if mc := s.Spec.MaxConcurrent; mc > 0 && mc < v.Desired {
+			v.Desired = mc
+		}
+	default:
 		v.Desired = s.Spec.Replicas
 	}
 	return v

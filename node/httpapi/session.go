@@ -70,7 +70,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ *raftsto
 }
 
 // handleRegister refreshes the caller's own record after a restart: what it may
-// change is its address, ports, engine and resources, never its role, status or
+// change is its address, ports, engine (its platform and labels too) and
+// resources, never its role, status or
 // availability (the cluster owns those).
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, st *raftstore.Store) {
 	nodeID, err := caller(r)
@@ -94,6 +95,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, st *raft
 	}
 	n := *cur
 	n.Hostname, n.Addr, n.Engine, n.Resources = req.Node.Hostname, req.Node.Addr, req.Node.Engine, req.Node.Resources
+	n.Platform, n.EngineLabels = req.Node.Platform, req.Node.EngineLabels
 	n.APIPort, n.RaftPort, n.GossipPort, n.DNSPort = req.Node.APIPort, req.Node.RaftPort, req.Node.GossipPort, req.Node.DNSPort
 	if err := checkSelf(n); err != nil {
 		writeError(w, err)

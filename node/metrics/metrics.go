@@ -254,8 +254,9 @@ func collectRaft(st map[string]string, gauge func(*prometheus.Desc, float64, ...
 }
 
 // PendingKind reduces the scheduler's explanation ("no suitable node (3 nodes:
-// 2 insufficient memory, 1 drained)") to its most common refusal ("insufficient
-// memory"), a label with few values.
+// 2 insufficient memory on n1, n2; 1 drained on n3)") to its most common refusal
+// ("insufficient memory"), a label with few values: the nodes it names are left
+// out.
 func PendingKind(reason string) string {
 	_, detail, ok := strings.Cut(reason, "(")
 	if !ok {
@@ -268,7 +269,11 @@ func PendingKind(reason string) string {
 	if _, after, ok := strings.Cut(detail, ": "); ok {
 		detail = after
 	}
-	first, _, _ := strings.Cut(detail, ", ")
+	first, _, _ := strings.Cut(detail, "; ")
+	if i := strings.LastIndex(first, " on "); i >= 0 {
+		first = first[:i]
+	}
+	first, _, _ = strings.Cut(first, ", ") // the form before nodes were named
 	if n, rest, ok := strings.Cut(first, " "); ok {
 		if _, err := strconv.Atoi(n); err == nil {
 			return rest

@@ -19,6 +19,9 @@ func TestPendingKind(t *testing.T) {
 		{"no suitable node (no nodes in the cluster)", "no nodes in the cluster"},
 		{"no suitable node (node abc is not in the cluster)", "node abc is not in the cluster"},
 		{"no suitable node (2 nodes: 2 host port 80/tcp in use)", "host port 80/tcp in use"},
+		{"no suitable node (3 nodes: 2 insufficient memory on n1, n2; 1 drained on n3)", "insufficient memory"},
+		{"no suitable node (1 node: 1 max replicas per node 1 reached on n1)", "max replicas per node 1 reached"},
+		{"no suitable node (9 nodes: 9 unmet constraint node.labels.zone==b on n1, n2, n3 and 6 more)", "unmet constraint node.labels.zone==b"},
 		{"", "unknown"},
 		{"waiting", "waiting"},
 	} {

@@ -245,13 +245,17 @@ function updateOf(s) {
 function renderServices() {
   $("#services-count").textContent = `(${state.services.length})`;
   const rows = state.services.map((s) => {
-    const pct = s.desired ? Math.min(100, (100 * s.running) / s.desired) : 100;
-    const u = updateOf(s);
+    // A job's bar is its completions (of the current run), as service ls shows them.
+    const job = s.spec.mode === "replicated-job" || s.spec.mode === "global-job";
+    const want = s.spec.mode === "global-job" ? s.desired + (s.completed || 0) : s.spec.replicas;
+    const [have, of] = job ? [s.completed || 0, want] : [s.running, s.desired];
+    const pct = of ? Math.min(100, (100 * have) / of) : 100;
+    const u = job ? null : updateOf(s);
     return h("tr", { class: "svc" + (state.selected === s.spec.name ? " selected" : ""), "data-name": s.spec.name, onclick: () => select(s.spec.name) },
       h("td", { class: "name" }, h("span", { class: "swatch", style: { background: color(s.spec.name) } }), s.spec.name),
       h("td", {}, s.spec.mode),
-      h("td", { class: "replicas" }, h("span", { class: "rep" }, `${s.running}/${s.desired}`),
-        h("div", { class: "bar " + (s.running >= s.desired ? "ok" : "warn") }, h("span", { style: { width: `${pct}%` } }))),
+      h("td", { class: "replicas" }, h("span", { class: "rep" }, job ? `${s.running}/${s.desired} (${have}/${of} completed)` : `${s.running}/${s.desired}`),
+        h("div", { class: "bar " + (have >= of ? "ok" : "warn") }, h("span", { style: { width: `${pct}%` } }))),
       h("td", { class: "image" }, s.spec.image),
       h("td", { class: "ports" }, ports(s)),
       h("td", { class: "update" }, u ? [u.text, u.pct !== null ? h("div", { class: "bar" }, h("span", { style: { width: `${u.pct}%` } })) : null] : "—"));
