@@ -28,7 +28,7 @@ func TestScheduleEngineGaps(t *testing.T) {
 		{"gaps go to docker", mounted, []*api.Node{mkNode("1"), mkNode("2", engine("docker"))}, map[string]int{"2": 2}, ""},
 		{"honoured options go anywhere", plain, []*api.Node{mkNode("1"), mkNode("2", engine("docker"))}, map[string]int{"1": 1, "2": 1}, ""},
 		{"only process nodes", mounted, []*api.Node{mkNode("1"), mkNode("2"), mkNode("3", drained, engine("docker"))}, map[string]int{},
-			"no suitable node (3 nodes: 2 engine process cannot honour --mount, --cap-add, 1 drained)"},
+			"no suitable node (3 nodes: 2 engine process cannot honour --mount, --cap-add on host-1, host-2; 1 drained on host-3)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pending := newTasks(tc.svc, 2)
