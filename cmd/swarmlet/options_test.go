@@ -318,6 +318,11 @@ func TestServiceOptionsProcess(t *testing.T) {
 	for _, slot := range []string{"1", "2"} {
 		var env []byte
 		waitFor(t, 10*time.Second, "slot "+slot+" wrote its files", func() bool {
+			// cg is the script's last file: once it has content, all are written.
+			cg, err := os.ReadFile(filepath.Join(dir, "cg."+slot))
+			if err != nil || len(cg) == 0 {
+				return false
+			}
 			env, err = os.ReadFile(filepath.Join(dir, "env."+slot))
 			return err == nil && len(env) > 0
 		})
