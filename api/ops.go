@@ -141,6 +141,7 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	c.Labels = maps.Clone(s.Labels)
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
+	c.Secrets, c.Configs = slices.Clone(s.Secrets), slices.Clone(s.Configs)
 	c.RestartPolicy.Delay = clonePtr(s.RestartPolicy.Delay)
 	c.StopGracePeriod = clonePtr(s.StopGracePeriod)
 	c.Update, c.Rollback = clonePtr(s.Update), clonePtr(s.Rollback)

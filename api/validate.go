@@ -106,6 +106,7 @@ func (s *ServiceSpec) Normalize() {
 		s.RestartPolicy.Condition = RestartAny
 	}
 	s.normalizeDeploy()
+	s.normalizeFiles()
 	for i := range s.Ports {
 		if s.Ports[i].Protocol == "" {
 			s.Ports[i].Protocol = "tcp"
@@ -189,6 +190,9 @@ func (s *ServiceSpec) Validate() error {
 	case RestartAny, RestartOnFailure, RestartNone:
 	default:
 		return fmt.Errorf("invalid restart condition %q: use any, on-failure or none", s.RestartPolicy.Condition)
+	}
+	if err := s.validateFiles(); err != nil {
+		return err
 	}
 	return s.validateDeploy()
 }
