@@ -86,6 +86,10 @@ func (s *Server) handleServiceCreate(w http.ResponseWriter, r *http.Request, st 
 		writeError(w, badRequest("%v", err))
 		return
 	}
+	if err := checkFileRefs(st.Snapshot(), &spec); err != nil {
+		writeError(w, err)
+		return
+	}
 	auth, warnings, err := s.pinImage(r, st, &spec, nil)
 	if err != nil {
 		writeError(w, err)
@@ -147,6 +151,10 @@ func (s *Server) handleServiceUpdate(w http.ResponseWriter, r *http.Request, st 
 	req.Spec.Normalize()
 	if err := req.Spec.Validate(); err != nil {
 		writeError(w, badRequest("%v", err))
+		return
+	}
+	if err := checkFileRefs(st.Snapshot(), &req.Spec); err != nil {
+		writeError(w, err)
 		return
 	}
 	auth, warnings, err := s.pinImage(r, st, &req.Spec, st.Snapshot().Service(name))
