@@ -129,6 +129,16 @@ func (r SecretRef) Path() string {
 	return SecretsRoot + "/" + r.Target
 }
 
+// FilePath is where the file sits in the directory of its kind that a process
+// engine task is told of: a secret's relative target as it is, any other target
+// without its leading /.
+func (r SecretRef) FilePath() string {
+	if p, ok := strings.CutPrefix(r.Path(), SecretsRoot+"/"); ok {
+		return p
+	}
+	return strings.TrimPrefix(r.Target, "/")
+}
+
 // String is the reference as `service inspect` users read it: NAME@VERSION.
 func (r SecretRef) String() string {
 	if r.Version == 0 {
@@ -169,7 +179,7 @@ func (s *ServiceSpec) validateFiles() error {
 	if len(s.Secrets)+len(s.Configs) > maxListItems {
 		return fmt.Errorf("too many secrets and configs: %d, at most %d", len(s.Secrets)+len(s.Configs), maxListItems)
 	}
-	at := map[string]string{} // container path -> what is there
+	at := map[string]string{} // container path (and kind/file path) -> what is there
 	for _, l := range []struct {
 		kind SecretKind
 		refs []SecretRef
@@ -178,11 +188,12 @@ func (s *ServiceSpec) validateFiles() error {
 			if err := r.validate(l.kind); err != nil {
 				return err
 			}
-			p := r.Path()
-			if other, ok := at[p]; ok {
-				return fmt.Errorf("%s %q and %s both target %s: give one of them another target=", other, r.Source, l.kind, p)
+			for _, p := range []string{r.Path(), string(l.kind) + ":" + r.FilePath()} {
+				if other, ok := at[p]; ok {
+					return fmt.Errorf("%s and %s %q both target %s: give one of them another target=", other, l.kind, r.Source, r.Path())
+				}
+				at[p] = fmt.Sprintf("%s %q", l.kind, r.Source)
 			}
-			at[p] = fmt.Sprintf("%s %q", l.kind, r.Source)
 		}
 	}
 	return nil
