@@ -289,6 +289,9 @@ func newServiceUpdate() *cobra.Command {
 			if err := dep.apply(f, &spec); err != nil {
 				return err
 			}
+			if err := applyFileFlags(f, &spec); err != nil {
+				return err
+			}
 			if force {
 				spec.ForceUpdate++
 			}
@@ -319,6 +322,7 @@ func newServiceUpdate() *cobra.Command {
 	}
 	f := c.Flags()
 	dep.register(f)
+	registerFileFlags(f, false)
 	f.StringVar(&image, "image", "", "new image (the program, for the process engine)")
 	f.StringVar(&args, "args", "", "new command arguments, space separated")
 	f.Int64Var(&replicas, "replicas", 0, "number of tasks")

@@ -136,6 +136,9 @@ func newServiceCreate() *cobra.Command {
 			if err := dep.apply(c.Flags(), &spec); err != nil {
 				return err
 			}
+			if err := applyFileFlags(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -183,6 +186,7 @@ func newServiceCreate() *cobra.Command {
 	f.Uint64Var(&maxAttempts, "restart-max-attempts", 0, "give up on a slot after this many restarts (0: never)")
 	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
 	dep.register(f)
+	registerFileFlags(f, true)
 	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c
