@@ -192,7 +192,9 @@ func newSecretInspect(kind api.SecretKind) *cobra.Command {
 		short = "Show configs in full, their values base64 in .data"
 	}
 	return newInspect("inspect "+strings.ToUpper(k)+"...", short,
-		func(cl *client.Client, ctx context.Context, name string) (api.Secret, error) { return cl.Secret(ctx, kind, name) })
+		func(cl *client.Client, ctx context.Context, name string) (api.Secret, error) {
+			return cl.Secret(ctx, kind, name)
+		})
 }
 
 func newSecretRm(kind api.SecretKind) *cobra.Command {
