@@ -270,7 +270,10 @@ func TestSecretsProcessEngine(t *testing.T) {
 		"--secret", "source=db,uid=1000,gid=1001,mode=0400", "--config", "source=app.conf,target=/etc/app.conf", "/bin/sh", "-c", script)
 	sha := func(v string) string { s := sha256.Sum256([]byte(v)); return hex.EncodeToString(s[:]) }
 	taskSays := func(what string) func() bool {
-		return func() bool { out, _, err := c.cli(1, "service", "logs", "secweb"); return err == nil && strings.Contains(out, what) }
+		return func() bool {
+			out, _, err := c.cli(1, "service", "logs", "secweb")
+			return err == nil && strings.Contains(out, what)
+		}
 	}
 	waitFor(t, 20*time.Second, "the task's report", taskSays("sha="+sha(v1)))
 	logs := c.mustCLI(1, "service", "logs", "secweb")
