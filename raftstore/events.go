@@ -152,6 +152,9 @@ func recordEvents(txn *memdb.Txn, index uint64, c Command, before eventsBefore, 
 		rec.add(secretEvent(res.(*api.Secret), "remove", c.At))
 	case *SecretUpdate:
 		r := res.(*SecretUpdated)
+		if r.Secret.ModifyIndex != index {
+			break // the value it had: nothing changed
+		}
 		rec.add(secretEvent(r.Secret, "update", c.At))
 		for _, svc := range r.Services {
 			e := serviceEvent(svc, "update", c.At)

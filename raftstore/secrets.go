@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -59,7 +60,7 @@ type SecretCreate struct {
 // SecretUpdate gives a secret or config a new version and, in the same entry,
 // moves every service whose spec uses it to that version: each gets a new spec
 // version (the old spec kept for a rollback) and so rolls out under its update
-// settings.
+// settings. The value it already has changes nothing.
 type SecretUpdate struct {
 	Kind api.SecretKind `json:"kind"`
 	Name string         `json:"name"`
@@ -135,6 +136,10 @@ func applySecretUpdate(txn *memdb.Txn, index uint64, c *SecretUpdate) (any, erro
 	}
 	if err := api.ValidateSecretData(c.Kind, c.Data); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if bytes.Equal(c.Data, old.value(old.Meta.Version)) {
+		// The value it has: no new version, nothing to roll.
+		return &SecretUpdated{Secret: old.public()}, nil
 	}
 	meta := *old.Meta
 	meta.Version++

@@ -137,6 +137,16 @@ func TestSecretLifecycle(t *testing.T) {
 		t.Fatal("v1 is the previous spec's, v2 the spec's: both are kept")
 	}
 
+	// The same value again is no new version and moves nothing.
+	before := s.Snapshot().Digest()
+	res, err = s.Apply(s.Index()+1, &SecretUpdate{Kind: api.KindSecret, Name: "db", Data: []byte("hunter2-v2"), At: t0})
+	if err != nil || res.(*SecretUpdated).Secret.Version != 2 || len(res.(*SecretUpdated).Services) != 0 || s.Snapshot().Digest() != before {
+		t.Fatalf("same value: %+v, %v", res, err)
+	}
+	if evs, _ := s.Snapshot().Events(0, 0); evs[len(evs)-1].Attributes["version"] != "2" || evs[len(evs)-1].Type != api.EventService {
+		t.Fatalf("same value: last event %+v", evs[len(evs)-1])
+	}
+
 	// A live task of v2 keeps v2 when the next update moves the spec on.
 	task := &api.Task{ID: "t1", ServiceID: "s1", ServiceName: "web", Slot: 1, Spec: web.Spec, SpecVersion: 2, DesiredState: api.TaskRunning,
 		Status: api.TaskStatus{State: api.TaskNew, Timestamp: t0}}

@@ -311,6 +311,8 @@ func TestSecretsProcessEngine(t *testing.T) {
 	t.Run("rm refused while in use", func(t *testing.T) {
 		c.refusedUnchanged(t, `secret "db" is in use by service secweb`, "secret", "rm", "db")
 		c.refusedUnchanged(t, `config "app.conf" is in use by service secweb`, "config", "rm", "app.conf")
+		c.refusedUnchanged(t, `secret "nope" not found`, "service", "update", "--detach", "--secret-add", "nope", "secweb")
+		c.refusedUnchanged(t, "the service has no secret of that name", "service", "update", "--detach", "--secret-rm", "nope", "secweb")
 	})
 
 	t.Run("secret update rolls the service", func(t *testing.T) {
@@ -338,6 +340,17 @@ func TestSecretsProcessEngine(t *testing.T) {
 		})
 		if b, err := os.ReadFile(filepath.Join(filesRoot, run[0].ID, "secrets", "db")); err != nil || string(b) != v2 {
 			t.Fatalf("new task's file: %q %v", b, err)
+		}
+	})
+
+	t.Run("rollback returns to the old value", func(t *testing.T) {
+		c.mustCLI(1, "service", "rollback", "secweb")
+		run := runningRef(c.refTasks(t, 1, "secweb"))
+		if len(run) != 1 || !slices.Equal(run[0].Secrets, []string{"db@1"}) {
+			t.Fatalf("after the rollback: %+v", run)
+		}
+		if b, err := os.ReadFile(filepath.Join(filesRoot, run[0].ID, "secrets", "db")); err != nil || string(b) != v1 {
+			t.Fatalf("rolled-back task's file: %q %v", b, err)
 		}
 	})
 
