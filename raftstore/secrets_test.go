@@ -198,6 +198,11 @@ func TestSecretLifecycle(t *testing.T) {
 	if _, err := s.Apply(s.Index()+1, &ServiceRollback{Name: "web", At: t0}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `secret "db" not found`) {
 		t.Fatalf("rollback to a removed secret: %v", err)
 	}
+	// A config update moves its users the same way.
+	res, err = s.Apply(s.Index()+1, &SecretUpdate{Kind: api.KindConfig, Name: "app.conf", Data: []byte("listen 81"), At: t0})
+	if err != nil || len(res.(*SecretUpdated).Services) != 1 || ref("web", "config").Version != 2 || string(res.(*SecretUpdated).Secret.Data) != "listen 81" {
+		t.Fatalf("config update: %+v %v", res, err)
+	}
 }
 
 // TestSecretValuesStayInTheirTable: no read of services, tasks, secrets or

@@ -485,7 +485,9 @@ func TestSecretsDockerEngine(t *testing.T) {
 		t.Fatalf("node 2 has task files: %v", err)
 	}
 
+	start := time.Now()
 	c.mustCLI(1, "secret", "update", "db", writeTemp(t, "v2", []byte(v2)))
+	t.Logf("secret update returned after the rollout (monitor 1s): %s", time.Since(start).Round(time.Millisecond))
 	var next string
 	waitFor(t, 30*time.Second, "a new container", func() bool {
 		ids := dockerContainers(t, "swarmlet.service=dsec")
