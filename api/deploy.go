@@ -278,6 +278,12 @@ func normalizeEmpty(s ServiceSpec) ServiceSpec {
 	if len(s.PlacementPrefs) == 0 {
 		s.PlacementPrefs = nil
 	}
+	if len(s.Secrets) == 0 {
+		s.Secrets = nil
+	}
+	if len(s.Configs) == 0 {
+		s.Configs = nil
+	}
 	if s.Health != nil && len(s.Health.Test) == 0 {
 		h := *s.Health
 		h.Test = nil

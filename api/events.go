@@ -11,6 +11,8 @@ const (
 	EventNode    EventType = "node"
 	EventLeader  EventType = "leader"
 	EventCluster EventType = "cluster"
+	EventSecret  EventType = "secret"
+	EventConfig  EventType = "config"
 )
 
 // Event is one entry of the cluster's event log. Events are derived from applied

@@ -18,6 +18,13 @@ type SecretRef struct {
 	UID    string      `json:"uid,omitempty"`
 	GID    string      `json:"gid,omitempty"`
 	Mode   os.FileMode `json:"mode,omitempty"` // 0 means 0444
+
+	// ID and Version are the manager's, set where the spec is applied: the
+	// stored secret or config Source named then, and which of its values the
+	// tasks get (secret update makes a new version and moves the services that
+	// use it to it, api/secrets.go).
+	ID      string `json:"id,omitempty"`
+	Version uint64 `json:"version,omitempty"`
 }
 
 // MountType is what backs a mount.

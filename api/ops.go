@@ -142,6 +142,7 @@ func (s ServiceSpec) Clone() ServiceSpec {
 	c.Ports = slices.Clone(s.Ports)
 	c.Constraints = slices.Clone(s.Constraints)
 	c.PlacementPrefs = slices.Clone(s.PlacementPrefs)
+	c.Secrets, c.Configs = slices.Clone(s.Secrets), slices.Clone(s.Configs)
 	c.RestartPolicy.Delay = clonePtr(s.RestartPolicy.Delay)
 	c.StopGracePeriod = clonePtr(s.StopGracePeriod)
 	c.Update, c.Rollback = clonePtr(s.Update), clonePtr(s.Rollback)

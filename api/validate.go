@@ -115,6 +115,7 @@ func (s *ServiceSpec) Normalize() {
 	}
 	s.normalizeDeploy()
 	s.normalizeOptions()
+	s.normalizeFiles()
 	for i := range s.Ports {
 		if s.Ports[i].Protocol == "" {
 			s.Ports[i].Protocol = "tcp"
@@ -204,6 +205,9 @@ func (s *ServiceSpec) Validate() error {
 		return fmt.Errorf("invalid restart condition %q: use any, on-failure or none", s.RestartPolicy.Condition)
 	}
 	if err := s.validateOptions(); err != nil {
+		return err
+	}
+	if err := s.validateFiles(); err != nil {
 		return err
 	}
 	return s.validateDeploy()

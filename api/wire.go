@@ -170,6 +170,11 @@ type Assignments struct {
 	// ImageSources names, for each pinned image ID this node's tasks need, the
 	// other nodes whose live tasks hold it (node-to-node image sharing).
 	ImageSources map[string][]string `json:"image_sources,omitempty"`
+	// Secrets and Configs hold the values of the secrets and configs (each at
+	// the version the task names) that this node's live tasks use, and of no
+	// other: the one answer a secret's value ever leaves the managers in.
+	Secrets []SecretValue `json:"secrets,omitempty"`
+	Configs []SecretValue `json:"configs,omitempty"`
 	// CA is the trust bundle (PEM) and GossipKeys the gossip keyring: a worker
 	// follows CA rotations and gossip key changes through its session.
 	CA         string   `json:"ca,omitempty"`

@@ -39,6 +39,7 @@ func AssignmentsFor(snap Snapshot, nodeID string, voters []string) (api.Assignme
 	out.Voters = slices.Clone(voters)
 	sort.Strings(out.Voters)
 	imageInfo(snap, nodeID, out.Tasks, &out)
+	fileValues(snap, out.Tasks, &out)
 	return out, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/swarmlet/swarmlet/node/engine/docker"
 	"github.com/swarmlet/swarmlet/node/engine/process"
 	"github.com/swarmlet/swarmlet/node/images"
+	"github.com/swarmlet/swarmlet/node/taskfiles"
 	"github.com/swarmlet/swarmlet/node/worker"
 )
 
@@ -31,6 +32,7 @@ type nodeParts struct {
 	balancer lb.Balancer
 	images   *images.Manager // nil unless the engine runs images (images.go)
 	net      *clusternet.Net
+	files    *taskfiles.Dir // tasks' secrets and configs, in memory
 
 	feeder *discovery.Feeder
 	// localnet turns route_localnet on only where a backend is reached (nftables).
@@ -64,7 +66,8 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	if d.cfg.DNSPort > 0 {
 		dnsAddr = net.JoinHostPort(d.cfg.AdvertiseAddr, strconv.Itoa(d.cfg.DNSPort))
 	}
-	ecfg := engine.Config{NodeID: d.id.NodeID, NodeAddr: d.cfg.AdvertiseAddr, DNS: dnsAddr, DataDir: filepath.Join(d.cfg.DataDir, "engine")}
+	files := taskfiles.New(filepath.Join(d.cfg.DataDir, "taskfiles"), d.log.With("component", "taskfiles"))
+	ecfg := engine.Config{NodeID: d.id.NodeID, NodeAddr: d.cfg.AdvertiseAddr, DNS: dnsAddr, DataDir: filepath.Join(d.cfg.DataDir, "engine"), FilesDir: files.Root()}
 	var eng engine.Engine
 	switch kind {
 	case "docker":
@@ -75,7 +78,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start %s engine: %w", kind, err)
 	}
-	p := &nodeParts{engine: eng}
+	p := &nodeParts{engine: eng, files: files}
 	d.parts = p
 	d.startImages(p)
 	if dnsAddr != "" {
@@ -119,7 +122,7 @@ func (d *Daemon) startParts(ctx context.Context) error {
 	d.goBG(func() { p.net.Run(ctx) })
 	p.feeder = discovery.New(p.dns, p.balancer, d.cfg.AdvertiseAddr, d.log.With("component", "discovery"))
 	p.feeder.Observe = lbObserved(d.metrics)
-	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, NodeHostname: d.cfg.Hostname, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(),
+	p.agent = worker.New(worker.Config{NodeID: d.id.NodeID, NodeHostname: d.cfg.Hostname, Engine: eng, Manager: d, Logger: d.log.With("component", "worker"), Images: p.preparer(), Files: files,
 		OnAssignments: func(as api.Assignments) {
 			// The container network first: the worker starts this answer's
 			// tasks right after, and they join it.
@@ -159,6 +162,13 @@ func (d *Daemon) stopParts() {
 	}
 	if p.images != nil {
 		p.images.Close()
+	}
+	if d.left {
+		// The tasks are stopped: their files go, and the tmpfs with them. A
+		// plain stop keeps both for the tasks that run on.
+		if err := p.files.Close(); err != nil {
+			d.log.Warn("task files", "err", err)
+		}
 	}
 	_ = p.engine.Close()
 }

@@ -62,6 +62,12 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyNodeCert(txn, index, c)
 	case *NodeRestarting:
 		res, err = applyNodeRestarting(txn, index, c)
+	case *SecretCreate:
+		res, err = applySecretCreate(txn, index, c)
+	case *SecretUpdate:
+		res, err = applySecretUpdate(txn, index, c)
+	case *SecretRemove:
+		res, err = applySecretRemove(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -255,13 +261,16 @@ func putService(txn *memdb.Txn, s *api.Service) {
 }
 
 func applyServiceCreate(txn *memdb.Txn, index uint64, c *ServiceCreate) (any, error) {
-	spec := c.Spec
+	spec := c.Spec.Clone()
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if getService(txn, spec.Name) != nil {
 		return nil, fmt.Errorf("service %q: %w", spec.Name, ErrNameTaken)
+	}
+	if err := resolveRefs(txn, &spec); err != nil {
+		return nil, err
 	}
 	cl := getCluster(txn)
 	if cl == nil {
@@ -372,10 +381,13 @@ func applyServiceUpdate(txn *memdb.Txn, index uint64, c *ServiceUpdate) (any, er
 	if c.ExpectedVersion != 0 && c.ExpectedVersion != old.SpecVersion {
 		return nil, fmt.Errorf("service %q is at version %d, not %d: %w", c.Name, old.SpecVersion, c.ExpectedVersion, ErrVersionConflict)
 	}
-	spec := c.Spec
+	spec := c.Spec.Clone()
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := resolveRefs(txn, &spec); err != nil {
+		return nil, err
 	}
 	// The old spec is kept for a rollback; an update starts if tasks must change.
 	svc, err := old.WithSpec(spec, c.At)
@@ -402,6 +414,9 @@ func applyServiceRollback(txn *memdb.Txn, index uint64, c *ServiceRollback) (any
 	svc, err := old.RolledBack(c.At, c.Message)
 	if err != nil {
 		return nil, err
+	}
+	if err := resolveRefs(txn, &svc.Spec); err != nil {
+		return nil, fmt.Errorf("roll back service %q: %w", c.Name, err)
 	}
 	svc.ModifyIndex = index
 	// The previous spec may publish ports another service took meanwhile.

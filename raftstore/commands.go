@@ -32,6 +32,9 @@ const (
 	MsgUnlockKey
 	MsgNodeCert
 	MsgNodeRestarting
+	MsgSecretCreate
+	MsgSecretUpdate
+	MsgSecretRemove
 )
 
 var msgNames = map[MsgType]string{
@@ -41,6 +44,7 @@ var msgNames = map[MsgType]string{
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
 	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
 	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert", MsgNodeRestarting: "node-restarting",
+	MsgSecretCreate: "secret-create", MsgSecretUpdate: "secret-update", MsgSecretRemove: "secret-remove",
 }
 
 func (t MsgType) String() string {
@@ -260,6 +264,12 @@ func Decode(b []byte) (Command, error) {
 		c = &NodeCert{}
 	case MsgNodeRestarting:
 		c = &NodeRestarting{}
+	case MsgSecretCreate:
+		c = &SecretCreate{}
+	case MsgSecretUpdate:
+		c = &SecretUpdate{}
+	case MsgSecretRemove:
+		c = &SecretRemove{}
 	default:
 		return nil, fmt.Errorf("decode: unknown message type %d", b[0])
 	}

@@ -146,6 +146,22 @@ func recordEvents(txn *memdb.Txn, index uint64, c Command, before eventsBefore, 
 		if len(c.LabelAdd) > 0 || len(c.LabelRm) > 0 {
 			rec.add(nodeEvent(n, "labels", time.Time{}))
 		}
+	case *SecretCreate:
+		rec.add(secretEvent(res.(*api.Secret), "create", c.At))
+	case *SecretRemove:
+		rec.add(secretEvent(res.(*api.Secret), "remove", c.At))
+	case *SecretUpdate:
+		r := res.(*SecretUpdated)
+		if r.Secret.ModifyIndex != index {
+			break // the value it had: nothing changed
+		}
+		rec.add(secretEvent(r.Secret, "update", c.At))
+		for _, svc := range r.Services {
+			e := serviceEvent(svc, "update", c.At)
+			e.Attributes["version"] = strconv.FormatUint(svc.SpecVersion, 10)
+			e.Attributes[string(c.Kind)] = r.Secret.Name
+			rec.add(e)
+		}
 	case *NodeRemove:
 		rec.add(nodeEvent(res.(*api.Node), "remove", time.Time{}))
 		rec.taskChanges(before, time.Time{})
@@ -243,6 +259,16 @@ func (w *eventWriter) taskChangesAt(before eventsBefore, at map[string]time.Time
 func serviceEvent(s *api.Service, action string, at time.Time) api.Event {
 	return api.Event{Time: at, Type: api.EventService, Action: action, ObjectID: s.ID, Name: s.Spec.Name,
 		Attributes: map[string]string{"mode": string(s.Spec.Mode), "replicas": strconv.FormatUint(s.Spec.Replicas, 10), "image": s.Spec.Image}}
+}
+
+// secretEvent names a secret or config and its version, never its value.
+func secretEvent(s *api.Secret, action string, at time.Time) api.Event {
+	t := api.EventSecret
+	if s.Kind == api.KindConfig {
+		t = api.EventConfig
+	}
+	return api.Event{Time: at, Type: t, Action: action, ObjectID: s.ID, Name: s.Name,
+		Attributes: map[string]string{"version": strconv.FormatUint(s.Version, 10)}}
 }
 
 func nodeEvent(n *api.Node, action string, at time.Time) api.Event {

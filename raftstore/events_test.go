@@ -52,7 +52,11 @@ func TestEventsOfEachCommand(t *testing.T) {
 		"14@16 service create api",
 		"15@17 service remove api",
 		"16@19 node remove h2",
-		"17@20 leader elected h1",
+		"17@20 secret create db",
+		"18@21 secret update db",
+		"19@22 config create gone",
+		"20@23 config remove gone",
+		"21@24 leader elected h1",
 	}
 	if got := allEvents(s); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

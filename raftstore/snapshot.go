@@ -21,6 +21,7 @@ const (
 	recIndex   = "index"
 	recAuth    = "registry-auth"
 	recEvent   = "event"
+	recSecret  = "secret"
 )
 
 type record struct {
@@ -64,6 +65,11 @@ func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, a := range v.registryAuths() {
 		if err := put(recAuth, a); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range v.secretRows() {
+		if err := put(recSecret, r); err != nil {
 			return 0, err
 		}
 	}
@@ -121,6 +127,11 @@ func (s *State) Restore(r io.Reader) error {
 			var a registryAuthRow
 			if err = json.Unmarshal(rec.Val, &a); err == nil {
 				mustInsert(txn, tableRegistryAuth, &a)
+			}
+		case recSecret:
+			var sr secretRow
+			if err = json.Unmarshal(rec.Val, &sr); err == nil {
+				mustInsert(txn, tableSecrets, &sr)
 			}
 		case recEvent:
 			var e api.Event

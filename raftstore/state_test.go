@@ -43,6 +43,10 @@ func history() []Command {
 		&ServiceRemove{Name: "api", At: t0},
 		&NodeRestarting{NodeID: "n2", At: t0},
 		&NodeRemove{NodeID: "n2"},
+		&SecretCreate{ID: "sec1", Kind: api.KindSecret, Name: "db", Data: []byte("pw1"), At: t0},
+		&SecretUpdate{Kind: api.KindSecret, Name: "db", Data: []byte("pw2"), At: t0},
+		&SecretCreate{ID: "cfg1", Kind: api.KindConfig, Name: "gone", Data: []byte("x"), At: t0},
+		&SecretRemove{Kind: api.KindConfig, Name: "gone", At: t0},
 	}
 }
 

@@ -297,6 +297,9 @@ func newServiceUpdate() *cobra.Command {
 			if err := place.applyUpdate(f, &spec); err != nil {
 				return err
 			}
+			if err := applyFileFlags(f, &spec); err != nil {
+				return err
+			}
 			if force {
 				spec.ForceUpdate++
 			}
@@ -329,6 +332,7 @@ func newServiceUpdate() *cobra.Command {
 	dep.register(f)
 	opts.register(f, true)
 	place.register(f, true)
+	registerFileFlags(f, false)
 	f.StringVar(&image, "image", "", "new image (the program, for the process engine)")
 	f.StringVar(&args, "args", "", "new command arguments, space separated")
 	f.Int64Var(&replicas, "replicas", 0, "number of tasks")

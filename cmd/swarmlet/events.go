@@ -40,7 +40,8 @@ func eventFilters(raw []string) (filters, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f, f.checkValues("type", string(api.EventService), string(api.EventTask), string(api.EventNode), string(api.EventLeader), string(api.EventCluster))
+	return f, f.checkValues("type", string(api.EventService), string(api.EventTask), string(api.EventNode), string(api.EventLeader), string(api.EventCluster),
+		string(api.EventSecret), string(api.EventConfig))
 }
 
 func eventMatch(f filters, e api.Event) bool {

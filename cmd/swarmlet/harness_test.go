@@ -187,6 +187,7 @@ func (c *cluster) stopAll() {
 	}
 	// Tasks outlive their daemon by design; the test owns them, so it ends them.
 	_ = exec.Command("pkill", "-f", whoamiBin).Run()
+	unmountUnder(c.dir) // task files a killed daemon left mounted
 	if c.t.Failed() || os.Getenv("SWARMLET_TEST_LOGS") != "" {
 		for i := range c.logs {
 			c.t.Logf("--- node %d log (tail)\n%s", i, tail(c.log(i), 60))

@@ -37,6 +37,9 @@ type taskRow struct {
 	SpecVersion uint64 `json:"spec_version"`
 	// Progress is what a preparing task is doing (pulling or fetching its image).
 	Progress string `json:"progress,omitempty"`
+	// Secrets and Configs name what the task was handed, as NAME@VERSION.
+	Secrets []string `json:"secrets,omitempty"`
+	Configs []string `json:"configs,omitempty"`
 
 	at time.Time
 }
@@ -180,6 +183,7 @@ func taskRows(tasks []api.Task, nodes []api.NodeInfo, all bool, f filters) []tas
 		if !t.Status.Timestamp.IsZero() {
 			row.Since = t.Status.Timestamp.Format(time.RFC3339)
 		}
+		row.Secrets, row.Configs = refStrings(t.Spec.Secrets), refStrings(t.Spec.Configs)
 		rows = append(rows, row)
 		prev = g
 	}

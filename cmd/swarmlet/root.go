@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 	})
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newImageCmd(), newVersionCmd())
 	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd(), newStackCmd())
+	root.AddCommand(newSecretCmd(), newConfigCmd())
 	completeArgs(root)
 	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd())
 	return root

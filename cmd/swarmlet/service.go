@@ -144,6 +144,9 @@ func newServiceCreate() *cobra.Command {
 			if err := place.applyCreate(c.Flags(), &spec); err != nil {
 				return err
 			}
+			if err := applyFileFlags(c.Flags(), &spec); err != nil {
+				return err
+			}
 			spec.Normalize()
 			if err := spec.Validate(); err != nil {
 				return err
@@ -193,6 +196,7 @@ func newServiceCreate() *cobra.Command {
 	dep.register(f)
 	opts.register(f, false)
 	place.register(f, false)
+	registerFileFlags(f, true)
 	imgFlags.add(c)
 	_ = c.MarkFlagRequired("name")
 	return c

@@ -70,6 +70,9 @@ type Config struct {
 	NodeAddr string // advertise address; host ports are bound here
 	DNS      string // "ip:port" of this node's DNS server, given to tasks ("" if none)
 	DataDir  string // engine state, e.g. process logs, lives under here
+	// FilesDir is where the node writes its tasks' secrets and configs
+	// (files.go); "" if it hands out none.
+	FilesDir string
 }
 
 // Engine is the one seam between the worker and whatever runs tasks.

@@ -129,6 +129,8 @@ func (s *Server) routes() {
 	h("GET /v1/tasks", forward.Read, admin, s.handleAllTasks)
 	h("GET /v1/events", forward.Read, admin, s.handleEvents)
 	h("GET /v1/endpoints", forward.Read, admin, s.handleEndpoints)
+	// Secrets and configs (secrets.go): /v1/secrets..., /v1/configs...
+	s.secretRoutes(h)
 	// Worker sessions (node to node, with the leader): each node for itself.
 	h("GET /v1/dispatcher/assignments", forward.Session, nodes, s.handleAssignments)
 	h("POST /v1/dispatcher/status", forward.Session, nodes, s.handleStatus)

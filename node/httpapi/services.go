@@ -113,6 +113,10 @@ func (s *Server) handleServiceCreate(w http.ResponseWriter, r *http.Request, st 
 		writeError(w, badRequest("%v", err))
 		return
 	}
+	if err := checkFileRefs(st.Snapshot(), &spec); err != nil {
+		writeError(w, err)
+		return
+	}
 	auth, warnings, err := s.pinImage(r, st, &spec, nil)
 	if err != nil {
 		writeError(w, err)
@@ -178,6 +182,10 @@ func (s *Server) handleServiceUpdate(w http.ResponseWriter, r *http.Request, st 
 	}
 	if err := dispatcher.EngineRefusal(&req.Spec, st.Snapshot().Nodes()); err != nil {
 		writeError(w, badRequest("%v", err))
+		return
+	}
+	if err := checkFileRefs(st.Snapshot(), &req.Spec); err != nil {
+		writeError(w, err)
 		return
 	}
 	auth, warnings, err := s.pinImage(r, st, &req.Spec, st.Snapshot().Service(name))

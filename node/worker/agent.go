@@ -42,6 +42,8 @@ type Config struct {
 	// Images prepares a task before the engine starts it (prepare.go); nil for
 	// an engine that needs nothing fetched.
 	Images Preparer
+	// Files writes tasks' secrets and configs before they start (files.go).
+	Files Files
 }
 
 // Agent runs one node's tasks.
@@ -289,9 +291,12 @@ func (a *Agent) reconcile(ctx context.Context) error {
 			a.log.Info("removing workload no longer assigned", "task", id, "id", in.ID)
 			if err := a.cfg.Engine.Stop(ctx, id); err != nil {
 				a.log.Warn("remove stray workload", "task", id, "err", err)
+			} else {
+				delete(byTask, id) // gone: its files may go too
 			}
 		}
 	}
+	a.dropFiles(assigned, byTask)
 	a.mu.Lock()
 	for id := range a.reported {
 		if _, ok := assigned[id]; !ok {
@@ -343,7 +348,7 @@ func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 		defer cancel()
 		defer context.AfterFunc(a.haltCtx, cancel)()
 		t, ok := a.prepare(ctx, t)
-		if !ok {
+		if !ok || !a.writeFiles(t) {
 			return
 		}
 		select {

@@ -201,6 +201,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			Memory:   t.Spec.Limits.MemoryBytes,
 		},
 	}
+	hostConfig.Mounts = append(hostConfig.Mounts, fileMounts(e.cfg.FilesDir, t)...)
 	wait := e.NetworkWait
 	if wait <= 0 {
 		wait = DefaultNetworkWait

@@ -213,6 +213,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	}()
 
 	env := append(append(os.Environ(), opts.env...), engine.TaskEnv(e.cfg, t)...)
+	env = append(env, engine.FilesEnv(e.cfg.FilesDir, t)...)
 	for i, p := range ports {
 		if i == 0 {
 			env = append(env, "PORT="+strconv.Itoa(p.HostPort))
