@@ -281,11 +281,11 @@ func TestLoadMapping(t *testing.T) {
 configs:
   app: {content: "x=1"}`, files: map[string]string{"token.txt": "t0ken"},
 			check: func(t *testing.T, s api.ServiceSpec) {
-				want := []api.SecretRef{{Source: "shop_token", Target: "/run/secrets/token"}, {Source: "prod-key", Target: "tls.key", UID: "100", GID: "101", Mode: 0o400}}
+				want := []api.SecretRef{{Source: "shop_token", Target: "/run/secrets/token", Mode: api.DefaultSecretMode}, {Source: "prod-key", Target: "tls.key", UID: "100", GID: "101", Mode: 0o400}}
 				if !reflect.DeepEqual(s.Secrets, want) {
 					t.Fatalf("secrets %+v", s.Secrets)
 				}
-				wantc := []api.SecretRef{{Source: "shop_app", Target: "/app"}, {Source: "shop_app", Target: "/etc/app.conf", Mode: 0o440}}
+				wantc := []api.SecretRef{{Source: "shop_app", Target: "/app", Mode: api.DefaultSecretMode}, {Source: "shop_app", Target: "/etc/app.conf", Mode: 0o440}}
 				if !reflect.DeepEqual(s.Configs, wantc) {
 					t.Fatalf("configs %+v", s.Configs)
 				}
@@ -597,7 +597,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad restart condition", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {restart_policy: {condition: sometimes}}\n"}, `service web: invalid restart condition "sometimes"`},
 		{"bad update order", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {update_config: {order: sideways}}\n"}, "order"},
 		{"bad constraint", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    deploy: {placement: {constraints: [\"node.colour==red\"]}}\n"}, "invalid constraint"},
-		{"bad secret name", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {name: \"-bad\", environment: HOME}\n"}, `secrets.s: invalid name "-bad"`},
+		{"bad secret name", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {name: \"-bad\", environment: HOME}\n"}, `invalid secret name "-bad"`},
 		{"bad volume reference", "shop", map[string]string{"compose.yml": "services:\n  web:\n    image: x\n    volumes: [{type: volume, source: nope, target: /x}]\n"}, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 
+	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/node/client"
 )
 
@@ -22,28 +24,56 @@ type objectStore interface {
 	Remove(ctx context.Context, kind, name string) error
 }
 
-// errNoObjectStore: this build's API has no secrets or configs yet (issue 12's
-// secrets work brings them); a stack that uses one is refused with this.
-var errNoObjectStore = errors.New("secrets and configs are not available in this build of swarmlet: remove them from the compose file, or use a build with `swarmlet secret`")
+// stackObjects is the object store of the cluster cl talks to: the API of
+// `swarmlet secret|config`.
+func stackObjects(cl *client.Client) objectStore { return clusterObjects{cl} }
 
-// stackObjects is the object store of the cluster cl talks to.
-//
-// MERGE: wire the secrets and configs API here (client calls of `swarmlet
-// secret|config`), and remove noObjects.
-func stackObjects(cl *client.Client) objectStore { return noObjects{} }
+type clusterObjects struct{ cl *client.Client }
 
-// noObjects is a cluster with no secrets or configs: none exists, none can be
-// made.
-type noObjects struct{}
+func (o clusterObjects) Lookup(ctx context.Context, kind, name string) (bool, map[string]string, error) {
+	s, err := o.cl.Secret(ctx, api.SecretKind(kind), name)
+	if errors.Is(err, api.ErrNotFound) {
+		return false, nil, nil
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	return true, s.Labels, nil
+}
 
-func (noObjects) Lookup(context.Context, string, string) (bool, map[string]string, error) {
-	return false, nil, nil
+func (o clusterObjects) Create(ctx context.Context, kind, name string, data []byte, labels map[string]string) error {
+	_, err := o.cl.CreateSecret(ctx, api.SecretKind(kind), api.SecretCreateRequest{Name: name, Data: data, Labels: labels})
+	return err
 }
-func (noObjects) Create(context.Context, string, string, []byte, map[string]string) error {
-	return errNoObjectStore
+
+// Update relies on the manager making no new version for the same data.
+func (o clusterObjects) Update(ctx context.Context, kind, name string, data []byte) (bool, error) {
+	before, err := o.cl.Secret(ctx, api.SecretKind(kind), name)
+	if err != nil {
+		return false, err
+	}
+	ans, err := o.cl.UpdateSecret(ctx, api.SecretKind(kind), name, data)
+	if err != nil {
+		return false, err
+	}
+	return ans.Version != before.Version, nil
 }
-func (noObjects) Update(context.Context, string, string, []byte) (bool, error) {
-	return false, errNoObjectStore
+
+func (o clusterObjects) List(ctx context.Context, kind, label string) ([]string, error) {
+	all, err := o.cl.Secrets(ctx, api.SecretKind(kind))
+	if err != nil {
+		return nil, err
+	}
+	k, v, _ := strings.Cut(label, "=")
+	var names []string
+	for _, s := range all {
+		if have, ok := s.Labels[k]; ok && have == v {
+			names = append(names, s.Name)
+		}
+	}
+	return names, nil
 }
-func (noObjects) List(context.Context, string, string) ([]string, error) { return nil, nil }
-func (noObjects) Remove(context.Context, string, string) error           { return errNoObjectStore }
+
+func (o clusterObjects) Remove(ctx context.Context, kind, name string) error {
+	return o.cl.RemoveSecret(ctx, api.SecretKind(kind), name)
+}

@@ -55,6 +55,9 @@ func TestLogTimestamps(t *testing.T) {
 		return sb.String()
 	}
 	waitFor(t, 5*time.Second, "first line", func() bool { return logs(e, engine.LogOptions{}) == "early\n" })
+	// Its time is marked by the watcher a moment later (later still on a loaded
+	// machine): the gate must come after that.
+	waitFor(t, 5*time.Second, "first line's mark", func() bool { return lastMarkSize(e.stampPath("t-ts")) >= int64(len("early\n")) })
 	time.Sleep(50 * time.Millisecond) // the two writes must be apart for their times to differ
 	between := time.Now()
 	time.Sleep(50 * time.Millisecond)
