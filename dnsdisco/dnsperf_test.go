@@ -110,8 +110,8 @@ func BenchmarkVersusDnsmasq(b *testing.B) {
 		b.Skipf("needs dnsperf and dnsmasq (apt-get install dnsperf dnsmasq-base; make bench-dns does): %v", err)
 	}
 	dir := b.TempDir()
-	hosts, queries := filepath.Join(dir, "hosts"), filepath.Join(dir, "queries")
-	if err := errors.Join(writePerfHosts(hosts), writePerfQueries(queries)); err != nil {
+	hosts, queryFile := filepath.Join(dir, "hosts"), filepath.Join(dir, "queries")
+	if err := errors.Join(writePerfHosts(hosts), writePerfQueries(queryFile)); err != nil {
 		b.Fatal(err)
 	}
 
@@ -123,37 +123,73 @@ func BenchmarkVersusDnsmasq(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = s.Close() })
 
-	masqAddr := startDnsmasq(b, masq, hosts)
-	targets := []struct{ name, addr string }{{"dnsdisco", s.Addr()}, {"dnsmasq", masqAddr}}
+	masqAddr, masqPid := startDnsmasq(b, masq, hosts)
+	// cpu is the CPU time the server has used so far: this process for
+	// dnsdisco (the bench itself only waits meanwhile), dnsmasq's own.
+	targets := []struct {
+		name, addr string
+		cpu        func() time.Duration
+	}{{"dnsdisco", s.Addr(), selfCPU}, {"dnsmasq", masqAddr, func() time.Duration { return procCPU(masqPid) }}}
 	for _, t := range targets {
 		checkPerfAnswers(b, t.name, t.addr)
 	}
 
-	total := map[string]float64{}
+	rate, cpu, queries := map[string]float64{}, map[string]time.Duration{}, map[string]int{}
 	b.ResetTimer()
 	round := 0
 	for b.Loop() {
 		for k := range targets {
 			t := targets[(k+round)%len(targets)]
-			qps, lost, err := runDnsperf(perf, t.addr, queries)
+			cpu0 := t.cpu()
+			r, err := runDnsperf(perf, t.addr, queryFile)
 			if err != nil {
 				b.Fatalf("%s: %v", t.name, err)
 			}
-			b.Logf("round %d %s: %.0f q/s, lost %s", round, t.name, qps, lost)
-			total[t.name] += qps
+			used := t.cpu() - cpu0
+			b.Logf("round %d %s: %.0f q/s, %.1f µs CPU per query, lost %s", round, t.name, r.qps,
+				float64(used.Microseconds())/float64(r.completed), r.lost)
+			rate[t.name] += r.qps
+			cpu[t.name] += used
+			queries[t.name] += r.completed
 		}
 		round++
 	}
+	perQuery := func(name string) float64 { return float64(cpu[name].Nanoseconds()) / 1e3 / float64(queries[name]) }
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(total["dnsdisco"]/float64(round), "dnsdisco-q/s")
-	b.ReportMetric(total["dnsmasq"]/float64(round), "dnsmasq-q/s")
-	b.ReportMetric(total["dnsdisco"]/total["dnsmasq"], "ratio")
+	b.ReportMetric(rate["dnsdisco"]/float64(round), "dnsdisco-q/s")
+	b.ReportMetric(rate["dnsmasq"]/float64(round), "dnsmasq-q/s")
+	b.ReportMetric(rate["dnsdisco"]/rate["dnsmasq"], "ratio")
+	b.ReportMetric(perQuery("dnsdisco"), "dnsdisco-cpu-µs/q")
+	b.ReportMetric(perQuery("dnsmasq"), "dnsmasq-cpu-µs/q")
+}
+
+// selfCPU is the CPU time (user and system) this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is the CPU time (user and system) process pid has used, in the
+// kernel's clock ticks (USER_HZ, 100 on Linux).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it do not.
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // startDnsmasq runs dnsmasq on its own loopback address, answering the
 // hosts file and nothing else (names in the zone that are not in the file
 // get NXDOMAIN, like from dnsdisco), and stops it when the bench ends.
-func startDnsmasq(b *testing.B, bin, hosts string) string {
+func startDnsmasq(b *testing.B, bin, hosts string) (addr string, pid int) {
 	port := freeUDPPort(b, perfDnsmasqIP)
 	cmd := exec.Command(bin, "--keep-in-foreground", "--conf-file=/dev/null", "--no-hosts", "--no-resolv",
 		"--addn-hosts="+hosts, "--listen-address="+perfDnsmasqIP, "--bind-interfaces", "--port="+port,
@@ -171,14 +207,14 @@ func startDnsmasq(b *testing.B, bin, hosts string) string {
 		_ = cmd.Process.Kill()
 		<-exited
 	})
-	addr := net.JoinHostPort(perfDnsmasqIP, port)
+	addr = net.JoinHostPort(perfDnsmasqIP, port)
 	deadline := time.Now().Add(10 * time.Second)
 	c := &dns.Client{Timeout: 200 * time.Millisecond}
 	for {
 		m := new(dns.Msg)
 		m.SetQuestion(perfName(0)+".swarmlet.", dns.TypeA)
 		if r, _, err := c.Exchange(m, addr); err == nil && len(r.Answer) == 1 {
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		select {
 		case <-exited:
@@ -232,36 +268,47 @@ func checkPerfAnswers(b *testing.B, name, addr string) {
 
 var qpsLine = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
 
-// runDnsperf runs one dnsperf and returns its rate and its line on lost
-// queries. A run that got rcodes other than the mix's is an error: the rate
-// would not be comparable.
-func runDnsperf(bin, addr, queries string) (qps float64, lost string, err error) {
+type dnsperfResult struct {
+	qps       float64
+	completed int
+	lost      string // dnsperf's line
+}
+
+var completedLine = regexp.MustCompile(`Queries completed:\s+([0-9]+)`)
+
+// runDnsperf runs one dnsperf. A run that got rcodes other than the mix's
+// is an error: its rate would not be comparable.
+func runDnsperf(bin, addr, queries string) (dnsperfResult, error) {
+	var res dnsperfResult
 	host, port, _ := net.SplitHostPort(addr)
 	args := []string{"-s", host, "-p", port, "-d", queries, "-l", strconv.Itoa(int(perfDuration.Seconds()))}
 	args = append(args, strings.Fields(*perfArgs)...)
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
-		return 0, "", fmt.Errorf("dnsperf: %v: %s", err, out)
+		return res, fmt.Errorf("dnsperf: %v: %s", err, out)
 	}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		line := sc.Text()
 		if m := qpsLine.FindStringSubmatch(line); m != nil {
-			qps, _ = strconv.ParseFloat(m[1], 64)
+			res.qps, _ = strconv.ParseFloat(m[1], 64)
+		}
+		if m := completedLine.FindStringSubmatch(line); m != nil {
+			res.completed, _ = strconv.Atoi(m[1])
 		}
 		if strings.Contains(line, "Queries lost:") {
-			lost = strings.Join(strings.Fields(line)[2:], " ")
+			res.lost = strings.Join(strings.Fields(line)[2:], " ")
 		}
 		if strings.Contains(line, "Response codes:") {
 			for _, bad := range []string{"SERVFAIL", "REFUSED", "FORMERR", "NOTIMP"} {
 				if strings.Contains(line, bad) {
-					return 0, "", fmt.Errorf("unexpected answers: %s", line)
+					return res, fmt.Errorf("unexpected answers: %s", line)
 				}
 			}
 		}
 	}
-	if qps == 0 {
-		return 0, "", fmt.Errorf("no rate in dnsperf output: %s", out)
+	if res.qps == 0 || res.completed == 0 {
+		return res, fmt.Errorf("no rate in dnsperf output: %s", out)
 	}
-	return qps, lost, nil
+	return res, nil
 }
