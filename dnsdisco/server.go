@@ -56,6 +56,7 @@ type Server struct {
 	cfg       Config
 	zone      string // canonical: lower case, fully qualified
 	zoneErr   error
+	wire      soaNames // the zone's SOA names packed, for the fast path
 	log       *slog.Logger
 	upstreams []string
 
@@ -71,6 +72,7 @@ type Server struct {
 	closed bool
 	udp    *dns.Server
 	tcp    *dns.Server
+	fast   *udpReaders // udp's readers
 	addr   string
 	done   chan struct{}        // closed when both serve loops have returned
 	extra  map[string]*listener // Listen's, by requested address
@@ -79,6 +81,7 @@ type Server struct {
 // listener is one more address the server answers on (Listen).
 type listener struct {
 	udp, tcp *dns.Server
+	fast     *udpReaders
 	done     chan struct{}
 	addr     string // bound
 }
@@ -103,6 +106,9 @@ func New(cfg Config) *Server {
 		addr:      cfg.Addr,
 	}
 	s.zone, s.zoneErr = canonicalZone(cfg.Zone)
+	if s.zoneErr == nil {
+		s.wire = newSOANames(s.zone)
+	}
 	s.nsGlue.Store(selfEntry(cfg.Addr))
 	if cfg.RecursionFrom != nil {
 		s.SetRecursionFrom(cfg.RecursionFrom)
@@ -160,7 +166,8 @@ func (s *Server) Start() error {
 	h := dns.HandlerFunc(s.ServeDNS)
 	var started sync.WaitGroup
 	started.Add(2)
-	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done}
+	s.fast = newUDPReaders(s)
+	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done, DecorateReader: s.fast.decorate}
 	s.tcp = &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
 		// Idle TCP clients must not pin goroutines forever; busy ones may
 		// keep their connection (miekg closes after 128 queries by default,
@@ -249,7 +256,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	udp, tcp, done := s.udp, s.tcp, s.done
+	udp, tcp, fast, done := s.udp, s.tcp, s.fast, s.done
 	extra := s.extra
 	s.extra = nil
 	s.mu.Unlock()
@@ -260,6 +267,7 @@ func (s *Server) Close() error {
 	if udp != nil {
 		errs = append(errs, udp.Shutdown(), tcp.Shutdown())
 		<-done
+		fast.wait()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dnsdisco: close: %w", err)
@@ -291,8 +299,10 @@ func (s *Server) Listen(addr string) (string, error) {
 	h := dns.HandlerFunc(s.ServeDNS)
 	var started sync.WaitGroup
 	started.Add(2)
+	fast := newUDPReaders(s)
 	ln := &listener{
-		udp: &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done},
+		udp:  &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done, DecorateReader: fast.decorate},
+		fast: fast,
 		tcp: &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
 			IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1},
 		done: make(chan struct{}),
@@ -343,6 +353,7 @@ func (s *Server) Unlisten(addr string) error {
 func (l *listener) close() error {
 	err := errors.Join(l.udp.Shutdown(), l.tcp.Shutdown())
 	<-l.done
+	l.fast.wait()
 	return err
 }
 
