@@ -40,8 +40,11 @@ type batchConn interface {
 const (
 	// udpBatch is how many packets one system call reads or writes at most.
 	udpBatch = 32
-	// maxUDPReaders bounds the readers of one socket: reads of a socket
-	// are serialised anyway, and one reader answers a whole batch.
+	// maxUDPReaders bounds the readers of one socket, one per two CPUs:
+	// most of the cost of a reply is the kernel's (on loopback the sender
+	// pays for the delivery too), reads of one socket are serialised, and
+	// on two CPUs a second reader only took CPU from the clients: 40% more
+	// CPU per query for no more queries per second.
 	maxUDPReaders = 4
 )
 
@@ -75,7 +78,7 @@ func serveUDP(s *Server, pc net.PacketConn) (*udpServer, error) {
 			return nil, err4
 		}
 	}
-	n := min(runtime.GOMAXPROCS(0), maxUDPReaders)
+	n := min(max(runtime.GOMAXPROCS(0)/2, 1), maxUDPReaders)
 	u.readers.Add(n)
 	for range n {
 		go func() {
