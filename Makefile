@@ -48,6 +48,17 @@ bed-down:
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./raftstore/ ./dispatcher/ ./dnsdisco/
 
+# The node's DNS against dnsmasq: the same names (dnsmasq from a hosts file),
+# the same dnsperf query mix, in one run, ROUNDS rounds alternating which goes
+# first; q/s, their ratio and CPU per query of each (dnsdisco/DESIGN.md).
+# Installs dnsperf and dnsmasq-base (the binary alone: no service starts).
+.PHONY: bench-dns
+ROUNDS ?= 5
+bench-dns:
+	@command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf dnsmasq-base >/dev/null)
+	$(GO) test -run '^$$' -bench VersusDnsmasq -benchtime $(ROUNDS)x ./dnsdisco/
+
 # A static binary and a tarball with it and its systemd unit (the unit is the
 # binary's own: `swarmlet install --print`). On a VM: copy the binary to
 # /usr/local/bin and run `swarmlet install init|join FLAGS...`.

@@ -18,11 +18,7 @@ func (s *Server) observe(req, resp *dns.Msg, src netip.Addr) {
 	kind := strings.ToLower(dns.RcodeToString[resp.Rcode])
 	if len(req.Question) == 1 {
 		q := req.Question[0]
-		qtype = "other"
-		switch q.Qtype {
-		case dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeANY, dns.TypePTR, dns.TypeTXT, dns.TypeCNAME, dns.TypeMX, dns.TypeNS, dns.TypeSOA:
-			qtype = dns.TypeToString[q.Qtype]
-		}
+		qtype = qtypeLabel(q.Qtype)
 		ix := s.table.Load()
 		if _, ours, _ := s.classify(strings.ToLower(q.Name), ix, ix.prefixOf(src)); !ours && dns.IsFqdn(q.Name) {
 			kind = "forwarded"
@@ -38,4 +34,13 @@ func (s *Server) observe(req, resp *dns.Msg, src netip.Addr) {
 		kind = "other"
 	}
 	s.cfg.Observe(qtype, kind)
+}
+
+// qtypeLabel names the query types worth a metric label of their own.
+func qtypeLabel(t uint16) string {
+	switch t {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeANY, dns.TypePTR, dns.TypeTXT, dns.TypeCNAME, dns.TypeMX, dns.TypeNS, dns.TypeSOA:
+		return dns.TypeToString[t]
+	}
+	return "other"
 }

@@ -56,6 +56,7 @@ type Server struct {
 	cfg       Config
 	zone      string // canonical: lower case, fully qualified
 	zoneErr   error
+	wire      soaNames // the zone's SOA names packed, for the fast path
 	log       *slog.Logger
 	upstreams []string
 
@@ -69,18 +70,17 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool
-	udp    *dns.Server
-	tcp    *dns.Server
+	main   *listener // on Config.Addr, once started
 	addr   string
-	done   chan struct{}        // closed when both serve loops have returned
 	extra  map[string]*listener // Listen's, by requested address
 }
 
-// listener is one more address the server answers on (Listen).
+// listener is one address the server answers on, over UDP and TCP.
 type listener struct {
-	udp, tcp *dns.Server
-	done     chan struct{}
-	addr     string // bound
+	udp  *udpServer
+	tcp  *dns.Server
+	done chan struct{} // closed when the TCP serve loop has returned
+	addr string        // bound
 }
 
 // New returns a server that is not yet listening. It answers from an empty
@@ -103,6 +103,9 @@ func New(cfg Config) *Server {
 		addr:      cfg.Addr,
 	}
 	s.zone, s.zoneErr = canonicalZone(cfg.Zone)
+	if s.zoneErr == nil {
+		s.wire = newSOANames(s.zone)
+	}
 	s.nsGlue.Store(selfEntry(cfg.Addr))
 	if cfg.RecursionFrom != nil {
 		s.SetRecursionFrom(cfg.RecursionFrom)
@@ -146,57 +149,65 @@ func (s *Server) Start() error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.udp != nil {
+	if s.main != nil {
 		return errors.New("dnsdisco: server already started")
 	}
-
 	pc, l, err := listenBoth(s.cfg.Addr)
 	if err != nil {
 		return err
 	}
-	s.addr = pc.LocalAddr().String()
-	s.upstreams = withoutSelf(s.upstreams, s.addr, s.log)
-
-	h := dns.HandlerFunc(s.ServeDNS)
-	var started sync.WaitGroup
-	started.Add(2)
-	s.udp = &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done}
-	s.tcp = &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
-		// Idle TCP clients must not pin goroutines forever; busy ones may
-		// keep their connection (miekg closes after 128 queries by default,
-		// which costs a stub resolver that pipelines a reconnect).
-		IdleTimeout:   func() time.Duration { return 10 * time.Second },
-		MaxTCPQueries: -1}
-
-	errc := make(chan error, 2)
-	s.done = make(chan struct{})
-	var served sync.WaitGroup
-	served.Add(2)
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		go func() {
-			defer served.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				errc <- err
-			}
-		}()
+	// Before the first query: the reply to a query from ourselves must
+	// not be forwarded back to us.
+	s.upstreams = withoutSelf(s.upstreams, pc.LocalAddr().String(), s.log)
+	ln, err := s.serve(pc, l)
+	if err != nil {
+		return err
 	}
-	go func() { served.Wait(); close(s.done) }()
-
-	ready := make(chan struct{})
-	go func() { started.Wait(); close(ready) }()
-	select {
-	case <-ready:
-	case err := <-errc:
-		// One transport failed before serving: take the other one down too.
-		_ = pc.Close()
-		_ = l.Close()
-		s.udp, s.tcp = nil, nil
-		return fmt.Errorf("dnsdisco: serve on %s: %w", s.addr, err)
-	}
+	s.main, s.addr = ln, ln.addr
 	// The NS glue record carries the bound address, known only now.
 	s.nsGlue.Store(selfEntry(s.addr))
 	s.log.Info("dns server listening", "addr", s.addr, "zone", s.zone, "upstreams", s.upstreams)
 	return nil
+}
+
+// serve answers on the bound sockets, UDP on our own readers (udp.go) and
+// TCP on a miekg server, and returns once both are serving. On failure both
+// sockets are closed.
+func (s *Server) serve(pc net.PacketConn, l net.Listener) (*listener, error) {
+	udp, err := serveUDP(s, pc)
+	if err != nil {
+		_ = pc.Close()
+		_ = l.Close()
+		return nil, fmt.Errorf("dnsdisco: serve udp on %s: %w", pc.LocalAddr(), err)
+	}
+	started := make(chan struct{})
+	ln := &listener{
+		udp: udp,
+		tcp: &dns.Server{Listener: l, Handler: dns.HandlerFunc(s.ServeDNS), NotifyStartedFunc: func() { close(started) },
+			// Idle TCP clients must not pin goroutines forever; busy ones may
+			// keep their connection (miekg closes after 128 queries by default,
+			// which costs a stub resolver that pipelines a reconnect).
+			IdleTimeout:   func() time.Duration { return 10 * time.Second },
+			MaxTCPQueries: -1},
+		done: make(chan struct{}),
+		addr: pc.LocalAddr().String(),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		defer close(ln.done)
+		if err := ln.tcp.ActivateAndServe(); err != nil {
+			errc <- err
+		}
+	}()
+	select {
+	case <-started:
+		return ln, nil
+	case err := <-errc:
+		// TCP failed before serving: take UDP down too.
+		_ = udp.close()
+		_ = l.Close()
+		return nil, fmt.Errorf("dnsdisco: serve on %s: %w", ln.addr, err)
+	}
 }
 
 // selfEntry is the address entry of the server's own name, empty when it
@@ -240,7 +251,7 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("dnsdisco: listen tcp %s: %w", addr, lastErr)
 }
 
-// Close stops every listener and waits for the serve loops to return. It is
+// Close stops every listener and waits for the queries in flight. It is
 // safe to call more than once and on a server never started.
 func (s *Server) Close() error {
 	s.mu.Lock()
@@ -249,17 +260,17 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	udp, tcp, done := s.udp, s.tcp, s.done
-	extra := s.extra
+	lns := []*listener{s.main}
+	for _, l := range s.extra {
+		lns = append(lns, l)
+	}
 	s.extra = nil
 	s.mu.Unlock()
 	var errs []error
-	for _, l := range extra {
-		errs = append(errs, l.close())
-	}
-	if udp != nil {
-		errs = append(errs, udp.Shutdown(), tcp.Shutdown())
-		<-done
+	for _, l := range lns {
+		if l != nil {
+			errs = append(errs, l.close())
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dnsdisco: close: %w", err)
@@ -278,7 +289,7 @@ func (s *Server) Listen(addr string) (string, error) {
 	if s.closed {
 		return "", ErrClosed
 	}
-	if s.udp == nil {
+	if s.main == nil {
 		return "", errors.New("dnsdisco: Listen before Start")
 	}
 	if ln, ok := s.extra[addr]; ok {
@@ -288,36 +299,9 @@ func (s *Server) Listen(addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h := dns.HandlerFunc(s.ServeDNS)
-	var started sync.WaitGroup
-	started.Add(2)
-	ln := &listener{
-		udp: &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: started.Done},
-		tcp: &dns.Server{Listener: l, Handler: h, NotifyStartedFunc: started.Done,
-			IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: -1},
-		done: make(chan struct{}),
-		addr: pc.LocalAddr().String(),
-	}
-	errc := make(chan error, 2)
-	var served sync.WaitGroup
-	served.Add(2)
-	for _, srv := range []*dns.Server{ln.udp, ln.tcp} {
-		go func() {
-			defer served.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				errc <- err
-			}
-		}()
-	}
-	go func() { served.Wait(); close(ln.done) }()
-	ready := make(chan struct{})
-	go func() { started.Wait(); close(ready) }()
-	select {
-	case <-ready:
-	case err := <-errc:
-		_ = pc.Close()
-		_ = l.Close()
-		return "", fmt.Errorf("dnsdisco: serve on %s: %w", addr, err)
+	ln, err := s.serve(pc, l)
+	if err != nil {
+		return "", err
 	}
 	if s.extra == nil {
 		s.extra = map[string]*listener{}
@@ -341,7 +325,7 @@ func (s *Server) Unlisten(addr string) error {
 }
 
 func (l *listener) close() error {
-	err := errors.Join(l.udp.Shutdown(), l.tcp.Shutdown())
+	err := errors.Join(l.udp.close(), l.tcp.Shutdown())
 	<-l.done
 	return err
 }

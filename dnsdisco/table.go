@@ -1,6 +1,7 @@
 package dnsdisco
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -57,6 +58,29 @@ type entry struct {
 	srv []srvRec
 	// extra is the glue for srv: the address records of the target nodes.
 	extra []dns.RR
+	// wireA and wireAAAA are v4 and v6 as packed answer records, owner a
+	// pointer to the question: the UDP fast path's answers.
+	wireA, wireAAAA []byte
+}
+
+// packAddrs fills wireA and wireAAAA. The owner name of every record is a
+// compression pointer to the question (offset 12), which is what the packer
+// writes for an owner spelled as the question is.
+func (e *entry) packAddrs(ttl uint32) {
+	pack := func(ips []net.IP, rrtype uint16) []byte {
+		var b []byte
+		for _, ip := range ips {
+			b = append(b, 0xC0, 12)
+			b = binary.BigEndian.AppendUint16(b, rrtype)
+			b = binary.BigEndian.AppendUint16(b, dns.ClassINET)
+			b = binary.BigEndian.AppendUint32(b, ttl)
+			b = binary.BigEndian.AppendUint16(b, uint16(len(ip)))
+			b = append(b, ip...)
+		}
+		return b
+	}
+	e.wireA = pack(e.v4, dns.TypeA)
+	e.wireAAAA = pack(e.v6, dns.TypeAAAA)
 }
 
 // index is the immutable, query-ready form of a Table. SetTable builds a new
@@ -123,6 +147,9 @@ func buildIndex(t Table, zone string, serial uint32, ttl uint32, log *slog.Logge
 		ix.names["tasks."+lname] = tasks
 	}
 
+	for _, e := range ix.names {
+		e.packAddrs(ttl)
+	}
 	return ix
 }
 
