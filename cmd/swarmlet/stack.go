@@ -202,10 +202,10 @@ func (d stackDeployer) apply(ctx context.Context, plan *stack.Plan, detach bool)
 	}
 	for _, w := range waits {
 		var err error
-		if w.version > 0 {
+		if w.version > 0 && rollsOut(ctx, d.cl, w.name) {
 			err = waitRollout(ctx, d.cl, w.name, w.version, false, d.warn)
 		} else {
-			err = waitConverged(ctx, d.cl, w.name, d.warn)
+			err = waitConverged(ctx, d.cl, w.name, d.warn) // a job's run, or only a count to reach
 		}
 		if err != nil {
 			return err
@@ -222,4 +222,16 @@ func (d stackDeployer) imageOptions(image string) (client.ImageOptions, error) {
 	opt, err := f.options(image, d.warn)
 	opt.Resolve = d.resolve
 	return opt, err
+}
+
+// rollsOut says whether an update of the service is rolling out: a job's update
+// starts a new run instead, and a change of only the count or the settings
+// rolls nothing.
+func rollsOut(ctx context.Context, cl *client.Client, name string) bool {
+	svc, err := cl.Service(ctx, name)
+	if err != nil {
+		return true // waitRollout says what is wrong
+	}
+	st := svc.UpdateStatus
+	return !svc.Spec.Mode.IsJob() && st != nil && st.State == api.UpdateUpdating
 }
