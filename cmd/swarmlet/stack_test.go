@@ -260,6 +260,7 @@ func TestStackDeploy(t *testing.T) {
 	c.mustCLI(1, "service", "rm", "shop_db")
 
 	t.Run("secret", func(t *testing.T) { stackSecret(t, c, cl, dir) })
+	t.Run("job", func(t *testing.T) { stackJob(t, c, cl, dir) })
 
 	// stack rm removes every service of the stack, and their tasks stop.
 	out = c.mustCLI(1, "stack", "rm", "shop")
@@ -327,3 +328,41 @@ secrets:
 }
 
 func httpClientShort() *http.Client { return &http.Client{Timeout: time.Second} }
+
+// stackJob: a stack's job service is waited for until its run completes, on the
+// first deploy and on a redeploy that changes it (which starts a new run, not a
+// rolling update), and then removed with its stack.
+func stackJob(t *testing.T, c *cluster, cl *client.Client, dir string) {
+	job := func(v string) string {
+		return `services:
+  once:
+    image: /bin/sh
+    command: ["-c", "exit 0"]
+    environment: [RUN=` + v + `]
+    deploy: {mode: replicated-job, replicas: 2}
+`
+	}
+	for _, v := range []string{"1", "2"} {
+		f := writeStack(t, dir, "job.yml", job(v))
+		c.mustCLI(1, "stack", "deploy", "-c", f, "batch")
+		svc, err := cl.Service(context.Background(), "batch_once")
+		if err != nil || svc.Spec.Mode != "replicated-job" {
+			t.Fatalf("run %s: %v %+v", v, err, svc.Spec.Mode)
+		}
+		var ps []taskJSON
+		out := c.mustCLI(1, "service", "ps", "--format", "json", "batch_once")
+		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, x := range ps {
+			if x.Current == "complete" {
+				done++
+			}
+		}
+		if done != 2 {
+			t.Fatalf("run %s: deploy returned with %d of 2 completions:\n%s", v, done, out)
+		}
+	}
+	c.mustCLI(1, "stack", "rm", "batch")
+}
