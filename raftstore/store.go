@@ -80,6 +80,10 @@ type Hooks struct {
 	Commit func(t MsgType, d time.Duration)
 	// Apply: one committed entry took d in the state machine.
 	Apply func(t MsgType, d time.Duration)
+	// Entry: one committed entry of n bytes (as in the log, before sealing).
+	Entry func(t MsgType, n int)
+	// Snapshot: a snapshot of n bytes (before sealing) was written in d.
+	Snapshot func(n int64, d time.Duration)
 }
 
 // Store is a manager's replicated state: Raft plus the FSM's State.
@@ -187,7 +191,7 @@ func Open(cfg Config) (*Store, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{state: s.state, onApply: cfg.Hooks.Apply}, logs, stable, snaps, s.transport)
+	r, err := raft.NewRaft(rc, &fsm{state: s.state, hooks: cfg.Hooks}, logs, stable, snaps, s.transport)
 	if err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("start raft: %w", err)

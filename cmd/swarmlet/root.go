@@ -46,7 +46,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newInitCmd(), newJoinCmd(), newInfoCmd(), newJoinTokenCmd(), newLeaveCmd(), newNodeCmd(), newServiceCmd(), newImageCmd(), newVersionCmd())
 	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd())
 	completeArgs(root)
-	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd())
+	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd(), newBenchCmd())
 	return root
 }
 
