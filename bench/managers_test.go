@@ -93,7 +93,7 @@ func (m *managers) start(i int, token string) {
 		args = []string{"join", "--token", token}
 	}
 	args = append(args, "--advertise-addr", m.ip(i), "--data-dir", m.dataDir(i), "--hostname", fmt.Sprintf("m%d", i),
-		"--engine", "process", "--lb", "userspace", "--dns-port", "0", "--port-base", strconv.Itoa(managerPortBase),
+		"--engine", "process", "--lb", "none", "--dns-port", "0", "--port-base", strconv.Itoa(managerPortBase),
 		"--availability", "drain", "--pool", "172.24.0.0/13", "--subnet-bits", "24")
 	if i != 1 {
 		args = append(args, m.apiAddr(1))

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -133,9 +134,13 @@ func scaleRun(b *testing.B, sub, n int) *run {
 	}
 	r.add(ms.measure(b, fleet, "create", deadline, func() {
 		for _, s := range names {
-			if _, err := ms.any().CreateService(ctx, api.ServiceSpec{Name: s, Image: "hollow/app", Replicas: uint64(n), Ports: []api.PortConfig{{TargetPort: 80}}}); err != nil {
-				b.Fatal(err)
-			}
+			ms.retry(b, "create "+s, func(c *client.Client) error {
+				_, err := c.CreateService(ctx, api.ServiceSpec{Name: s, Image: "hollow/app", Replicas: uint64(n), Ports: []api.PortConfig{{TargetPort: 80}}})
+				if errors.Is(err, api.ErrConflict) {
+					return nil // an earlier try that seemed to fail did create it
+				}
+				return err
+			})
 		}
 	}, runningIs(want)))
 	r.rssEnd = ms.stat(ms.leader()).rss
@@ -147,9 +152,7 @@ func scaleRun(b *testing.B, sub, n int) *run {
 			want["s01"] = n
 		}
 		r.add(ms.measure(b, fleet, fmt.Sprintf("scale %+d", d), deadline, func() {
-			if _, err := ms.any().ScaleService(ctx, "s01", uint64(want["s01"])); err != nil {
-				b.Fatal(err)
-			}
+			ms.retry(b, "scale s01", func(c *client.Client) error { _, err := c.ScaleService(ctx, "s01", uint64(want["s01"])); return err })
 		}, runningIs(want)))
 	}
 
@@ -159,9 +162,7 @@ func scaleRun(b *testing.B, sub, n int) *run {
 	var writeAfter atomic.Int64
 	want["s02"] = n + n/2
 	st := ms.measure(b, fleet, "leader killed", deadline, func() {
-		if _, err := ms.any().ScaleService(ctx, "s02", uint64(want["s02"])); err != nil {
-			b.Fatal(err)
-		}
+		ms.retry(b, "scale s02", func(c *client.Client) error { _, err := c.ScaleService(ctx, "s02", uint64(want["s02"])); return err })
 		killed = ms.leader()
 		t0 := time.Now()
 		ms.kill(killed)
@@ -189,9 +190,7 @@ func scaleRun(b *testing.B, sub, n int) *run {
 	r.add(st)
 	ms.start(killed, toks.Manager)
 	want["s02"] = n
-	if _, err := ms.any().ScaleService(ctx, "s02", uint64(n)); err != nil {
-		b.Fatal(err)
-	}
+	ms.retry(b, "scale s02 back", func(c *client.Client) error { _, err := c.ScaleService(ctx, "s02", uint64(n)); return err })
 	ms.waitFor(b, deadline, "s02 back to N", func(c *client.Client) bool { return runningIs(want)(c) })
 
 	// Drain N/10 nodes.
@@ -205,9 +204,10 @@ func scaleRun(b *testing.B, sub, n int) *run {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if _, err := ms.any().UpdateNode(ctx, nd.ID, api.NodeUpdateRequest{Availability: api.AvailabilityDrain}); err != nil {
-					b.Error(err)
-				}
+				ms.retry(b, "drain", func(c *client.Client) error {
+					_, err := c.UpdateNode(ctx, nd.ID, api.NodeUpdateRequest{Availability: api.AvailabilityDrain})
+					return err
+				})
 			}()
 		}
 		wg.Wait()
@@ -260,6 +260,23 @@ func (m *managers) any() *client.Client {
 		m.tb.Fatal("no manager running")
 	}
 	return m.client(a[0])
+}
+
+// retry repeats a write until a manager accepts it: an overloaded cluster may
+// lose a leader, and the operator would try again.
+func (m *managers) retry(tb testing.TB, what string, fn func(*client.Client) error) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := fn(m.any())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 func (m *managers) waitFor(tb testing.TB, within time.Duration, what string, ok func(*client.Client) bool) {

@@ -84,23 +84,18 @@ func CheckStatusReport(snap Snapshot, nodeID string, ops []api.TaskOp) ([]api.Ta
 	if snap.Node(nodeID) == nil {
 		return nil, fmt.Errorf("node %q is not part of the cluster: %w", nodeID, api.ErrNotFound)
 	}
-	mine := map[string]bool{}
-	for _, t := range snap.TasksByNode(nodeID) {
-		mine[t.ID] = true
-	}
-	known := map[string]bool{}
-	for _, t := range snap.Tasks() {
-		known[t.ID] = true
-	}
 	out := make([]api.TaskOp, 0, len(ops))
 	for _, op := range ops {
 		if op.Kind != api.TaskOpStatus {
 			return nil, fmt.Errorf("a worker may only report task status, not %q: %w", op.Kind, api.ErrForbidden)
 		}
-		if !known[op.TaskID] {
+		// One lookup per op: a report is checked against the tasks it names, not
+		// against every task of the cluster.
+		t := snap.Task(op.TaskID)
+		if t == nil {
 			continue
 		}
-		if !mine[op.TaskID] {
+		if t.NodeID != nodeID {
 			return nil, fmt.Errorf("task %s is not assigned to node %s: %w", op.TaskID, nodeID, api.ErrForbidden)
 		}
 		if op.Status.State < api.TaskAssigned || op.Status.State == api.TaskOrphaned {
