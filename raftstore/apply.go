@@ -18,6 +18,7 @@ import (
 func (s *State) Apply(index uint64, c Command) (any, error) {
 	txn := s.current().Txn(true)
 	defer txn.Abort()
+	txn.TrackChanges()
 	var (
 		res any
 		err error

@@ -138,6 +138,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.mu.Lock()
 	s.db = db
 	s.index = index
+	s.feed.reset(index)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()

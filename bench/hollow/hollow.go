@@ -101,6 +101,9 @@ type Node struct {
 	fleet    *Fleet
 	managers []*client.Client
 	pref     atomic.Int32 // the manager tried first
+	// The session's view (only the agent's one session loop touches it).
+	index uint64
+	tasks map[string]*api.Task
 	engine   *fake.Engine
 	gossip   *gossip.Gossip
 	cancel   context.CancelFunc
@@ -291,10 +294,13 @@ type session Node
 // DNS and balancer would be fed are read off the wire but not kept (a thousand
 // copies of them would measure this process, not the managers).
 type answer struct {
-	Index uint64      `json:"index"`
-	Node  *api.Node   `json:"node"`
-	Tasks []*api.Task `json:"tasks"`
-	// Endpoints and Nodes are skipped over unparsed.
+	Index   uint64      `json:"index"`
+	Node    *api.Node   `json:"node"`
+	Tasks   []*api.Task `json:"tasks"`
+	Delta   bool        `json:"delta"`
+	Since   uint64      `json:"since"`
+	TaskIDs []string    `json:"task_ids"`
+	// The tables are skipped over unparsed.
 	Endpoints rawSkip `json:"endpoints"`
 	Nodes     rawSkip `json:"nodes"`
 }
@@ -304,11 +310,15 @@ type rawSkip struct{}
 
 func (*rawSkip) UnmarshalJSON([]byte) error { return nil }
 
-// Assignments implements worker.Manager.
+// Assignments implements worker.Manager, with deltas as a daemon's session
+// takes them (the tasks part of api.SessionView).
 func (s *session) Assignments(ctx context.Context, _ string, index uint64, wait time.Duration) (api.Assignments, error) {
+	if index != s.index {
+		s.index, s.tasks = 0, nil
+	}
 	var ans answer
 	err := s.call(ctx, func(c *client.Client) error {
-		_, err := c.Do(ctx, "GET", "/v1/dispatcher/assignments?"+client.Blocking(index, wait), nil, &ans)
+		_, err := c.Do(ctx, "GET", "/v1/dispatcher/assignments?"+client.Blocking(s.index, wait)+"&delta=1", nil, &ans)
 		return err
 	})
 	if errors.Is(err, api.ErrNotFound) {
@@ -318,7 +328,32 @@ func (s *session) Assignments(ctx context.Context, _ string, index uint64, wait 
 		return api.Assignments{}, err
 	}
 	s.fleet.ans.Add(1)
-	return api.Assignments{Index: ans.Index, Node: ans.Node, Tasks: ans.Tasks}, nil
+	tasks := make(map[string]*api.Task, len(ans.Tasks))
+	for _, t := range ans.Tasks {
+		tasks[t.ID] = t
+	}
+	list := ans.Tasks
+	if ans.Delta {
+		if ans.Since != s.index {
+			s.index = 0
+			return api.Assignments{}, fmt.Errorf("hollow node %d: delta since %d, view at %d: %w", s.Index, ans.Since, s.index, api.ErrSessionGap)
+		}
+		list = make([]*api.Task, 0, len(ans.TaskIDs))
+		for _, id := range ans.TaskIDs {
+			t := tasks[id]
+			if t == nil {
+				t = s.tasks[id]
+			}
+			if t == nil {
+				s.index = 0
+				return api.Assignments{}, fmt.Errorf("hollow node %d: delta names unknown task %s: %w", s.Index, id, api.ErrSessionGap)
+			}
+			tasks[id] = t
+			list = append(list, t)
+		}
+	}
+	s.index, s.tasks = ans.Index, tasks
+	return api.Assignments{Index: ans.Index, Node: ans.Node, Tasks: list}, nil
 }
 
 // ReportStatus implements worker.Manager.

@@ -374,6 +374,14 @@ func (c *Client) Assignments(ctx context.Context, index uint64, wait time.Durati
 	return out, err
 }
 
+// Session is the calling node's session long-poll for a worker that takes
+// deltas (api.Assignments says what they are; api.SessionView applies them).
+func (c *Client) Session(ctx context.Context, index uint64, wait time.Duration) (api.Assignments, error) {
+	var out api.Assignments
+	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?"+Blocking(index, wait)+"&delta=1", nil, &out)
+	return out, err
+}
+
 // ReportStatus sends a batch of status changes of the calling node's tasks.
 func (c *Client) ReportStatus(ctx context.Context, ops []api.TaskOp) error {
 	_, err := c.Do(ctx, http.MethodPost, "/v1/dispatcher/status", api.StatusReport{Ops: ops}, nil)
