@@ -227,7 +227,7 @@ func (k *tableKeeper) step(snap Snapshot, changed []Change) {
 			continue
 		case n == nil:
 			delete(k.nodes, id)
-		case old != nil && old.ModifyIndex == n.ModifyIndex:
+		case old == n: // the same record (objects are replaced, never changed in place)
 			continue
 		default:
 			k.nodes[id] = n
