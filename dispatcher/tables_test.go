@@ -25,7 +25,9 @@ type feedStore struct {
 	snaps map[uint64]Snapshot
 }
 
-func newFeedStore() *feedStore { return &feedStore{memStore: newMemStore(), snaps: map[uint64]Snapshot{}} }
+func newFeedStore() *feedStore {
+	return &feedStore{memStore: newMemStore(), snaps: map[uint64]Snapshot{}}
+}
 
 func (s *feedStore) Snapshot() Snapshot {
 	snap := s.memStore.Snapshot()

@@ -102,13 +102,13 @@ type Node struct {
 	managers []*client.Client
 	pref     atomic.Int32 // the manager tried first
 	// The session's view (only the agent's one session loop touches it).
-	index uint64
-	tasks map[string]*api.Task
-	engine   *fake.Engine
-	gossip   *gossip.Gossip
-	cancel   context.CancelFunc
-	done     chan struct{}
-	dead     atomic.Bool
+	index  uint64
+	tasks  map[string]*api.Task
+	engine *fake.Engine
+	gossip *gossip.Gossip
+	cancel context.CancelFunc
+	done   chan struct{}
+	dead   atomic.Bool
 }
 
 // New prepares a fleet; Start joins its nodes.
