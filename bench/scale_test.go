@@ -90,6 +90,15 @@ const servicesPerRun = 20
 
 func scaleRun(b *testing.B, sub, n int) *run {
 	env := []string{"SWARMLET_RAFT_SNAPSHOT_THRESHOLD=32", "SWARMLET_RAFT_SNAPSHOT_INTERVAL=20s"}
+	gmode := hollow.GossipMode(os.Getenv("SCALE_GOSSIP"))
+	if gmode == "" {
+		gmode = hollow.GossipOff
+	}
+	if gmode == hollow.GossipOff {
+		// Memberlist is the limit of hollow nodes on one small machine (see
+		// README.md): the managers take sessions for liveness instead.
+		env = append(env, "SWARMLET_LIVENESS=session")
+	}
 	if v := os.Getenv("SCALE_MANAGER_ENV"); v != "" {
 		env = append(env, strings.Fields(v)...)
 	}
@@ -102,7 +111,7 @@ func scaleRun(b *testing.B, sub, n int) *run {
 	}
 	ms.start(2, toks.Manager)
 	ms.start(3, toks.Manager)
-	fleet := hollow.New(hollow.Config{Join: ms.apiAddr(1), Token: toks.Worker, Nodes: n})
+	fleet := hollow.New(hollow.Config{Join: ms.apiAddr(1), Token: toks.Worker, Nodes: n, Gossip: gmode})
 	b.Cleanup(fleet.Close)
 	r := &run{nodes: n, tasks: servicesPerRun * n}
 	ms.waitFor(b, 30*time.Second, "3 managers ready", func(c *client.Client) bool {

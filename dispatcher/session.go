@@ -131,6 +131,7 @@ type Dispatcher struct {
 	open    openSessions
 	tables  *tableKeeper
 	follow  sync.Once // starts the keeper's loop
+	started time.Time
 }
 
 type statusReport struct {
@@ -148,7 +149,7 @@ const (
 // NewDispatcher makes a dispatcher whose sessions and reports end with ctx (the
 // leadership's context). Run must be running for reports to be applied.
 func NewDispatcher(ctx context.Context, store SessionStore, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{store: store, log: log, reports: make(chan statusReport), lead: ctx, tables: newTableKeeper(store)}
+	return &Dispatcher{store: store, log: log, reports: make(chan statusReport), lead: ctx, tables: newTableKeeper(store), started: time.Now()}
 }
 
 // Assignments waits (at most wait) until the state is past index, then answers

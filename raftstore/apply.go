@@ -63,6 +63,8 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applyNodeCert(txn, index, c)
 	case *NodeRestarting:
 		res, err = applyNodeRestarting(txn, index, c)
+	case *NodeStatuses:
+		res, err = applyNodeStatuses(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -171,6 +173,22 @@ func applyNodeStatus(txn *memdb.Txn, index uint64, c *NodeStatus) (any, error) {
 	}
 	mustInsert(txn, tableNodes, &n)
 	return &n, nil
+}
+
+func applyNodeStatuses(txn *memdb.Txn, index uint64, c *NodeStatuses) (any, error) {
+	changed := 0
+	for i := range c.Statuses {
+		st := &c.Statuses[i]
+		old := getNode(txn, st.NodeID)
+		if old == nil || old.Status == st.Status {
+			continue // removed since the leader looked, or already so
+		}
+		if _, err := applyNodeStatus(txn, index, st); err != nil {
+			return nil, err
+		}
+		changed++
+	}
+	return changed, nil
 }
 
 func applyNodeUpdate(txn *memdb.Txn, index uint64, c *NodeUpdate) (any, error) {

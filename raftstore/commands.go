@@ -32,6 +32,7 @@ const (
 	MsgUnlockKey
 	MsgNodeCert
 	MsgNodeRestarting
+	MsgNodeStatuses
 )
 
 var msgNames = map[MsgType]string{
@@ -41,6 +42,7 @@ var msgNames = map[MsgType]string{
 	MsgTaskOps: "task-ops", MsgTokenRotate: "token-rotate", MsgServiceRollback: "service-rollback",
 	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
 	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert", MsgNodeRestarting: "node-restarting",
+	MsgNodeStatuses: "node-statuses",
 }
 
 func (t MsgType) String() string {
@@ -186,6 +188,14 @@ type NodeRestarting struct {
 	At     time.Time `json:"at"`
 }
 
+// NodeStatuses is the leader's liveness verdicts of one member reconciliation in
+// one entry: after a mass join or a loss of many nodes at once, one entry
+// rather than one per node. Each applies as a NodeStatus; a node removed
+// meanwhile is skipped.
+type NodeStatuses struct {
+	Statuses []NodeStatus `json:"statuses"`
+}
+
 func (ClusterInit) Type() MsgType         { return MsgClusterInit }
 func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
@@ -205,6 +215,7 @@ func (GossipKeysSet) Type() MsgType       { return MsgGossipKeys }
 func (UnlockKeySet) Type() MsgType        { return MsgUnlockKey }
 func (NodeCert) Type() MsgType            { return MsgNodeCert }
 func (NodeRestarting) Type() MsgType      { return MsgNodeRestarting }
+func (NodeStatuses) Type() MsgType        { return MsgNodeStatuses }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -256,6 +267,8 @@ func Decode(b []byte) (Command, error) {
 		c = &GossipKeysSet{}
 	case MsgUnlockKey:
 		c = &UnlockKeySet{}
+	case MsgNodeStatuses:
+		c = &NodeStatuses{}
 	case MsgNodeCert:
 		c = &NodeCert{}
 	case MsgNodeRestarting:

@@ -33,8 +33,8 @@ func TestEventsOfEachCommand(t *testing.T) {
 	s := NewState()
 	cmds := append(history(), &LeaderElected{NodeID: "n1", Hostname: "h1", Term: 3, At: t0})
 	applyAll(t, s, cmds)
-	// Indexes 12-15 (trust) and 18 (a restart mark) change no object
-	// an event is about.
+	// Indexes 12-15 (trust), 18 (a restart mark) and 20 (statuses already so)
+	// change no object an event is about.
 	want := []string{
 		"1@1 cluster init ",
 		"2@2 node join h1",
@@ -52,7 +52,7 @@ func TestEventsOfEachCommand(t *testing.T) {
 		"14@16 service create api",
 		"15@17 service remove api",
 		"16@19 node remove h2",
-		"17@20 leader elected h1",
+		"17@21 leader elected h1",
 	}
 	if got := allEvents(s); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

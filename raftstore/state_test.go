@@ -43,6 +43,8 @@ func history() []Command {
 		&ServiceRemove{Name: "api", At: t0},
 		&NodeRestarting{NodeID: "n2", At: t0},
 		&NodeRemove{NodeID: "n2"},
+		// n1 is ready already and n2 was removed: nothing changes (nodestatuses_test.go has one that does).
+		&NodeStatuses{Statuses: []NodeStatus{{NodeID: "n1", Status: api.NodeReady, At: t0}, {NodeID: "n2", Status: api.NodeReady, At: t0}}},
 	}
 }
 

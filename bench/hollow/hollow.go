@@ -35,8 +35,8 @@ const (
 	// settings, on its own address.
 	GossipReal GossipMode = "real"
 	// GossipOff: no memberlist at all; only for managers started with the
-	// liveness stand-in (SWARMLET_BENCH_LIVENESS=session, see README.md), which
-	// takes a node with a live session for a live member.
+	// liveness stand-in (SWARMLET_LIVENESS=session, node/members.go), which
+	// takes a node with a session open for a live member.
 	GossipOff GossipMode = "off"
 )
 
@@ -178,10 +178,10 @@ func (f *Fleet) startNode(ctx context.Context, i int) error {
 		j, err = node.JoinExchange(ctx, f.cfg.Join, f.cfg.Token, self, addr)
 		// A leader busy with a thousand joins may answer busy or time out; a real
 		// node would be restarted by its supervisor and try again.
-		if err == nil || attempt == 4 || ctx.Err() != nil || errors.Is(err, client.ErrTLS) {
+		if err == nil || attempt == 9 || ctx.Err() != nil || errors.Is(err, client.ErrTLS) {
 			break
 		}
-		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		time.Sleep(time.Duration(min(attempt+1, 5)) * 300 * time.Millisecond)
 	}
 	if err != nil {
 		return fmt.Errorf("hollow node %d (%s): %w", i, addr, err)
@@ -223,7 +223,7 @@ func (f *Fleet) startNode(ctx context.Context, i int) error {
 	}
 	nctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	agent := worker.New(worker.Config{NodeID: n.ID, Engine: n.engine, Manager: (*session)(n), Logger: f.log.With("hollow", i)})
+	agent := worker.New(worker.Config{NodeID: n.ID, Engine: n.engine, Manager: (*session)(n), Logger: f.log.With("hollow", i), ReportQueue: 256})
 	go func() {
 		defer close(n.done)
 		_ = agent.Run(nctx)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,6 +28,7 @@ func newBenchHollowCmd() *cobra.Command {
 		prefix string
 		gmode  string
 		every  time.Duration
+		prof   string
 	)
 	c := &cobra.Command{
 		Use:   "hollow --join ADDR --token TOKEN --nodes N",
@@ -46,6 +49,10 @@ leader; its engine runs tasks instantly. Counters are printed every --every.`,
 				return fmt.Errorf("--gossip %q: use real or off", gmode)
 			}
 			cfg.Addr = hollow.AddrIn(prefix)
+			if prof != "" {
+				// Where the load generator's own time goes (go tool pprof).
+				go func() { _ = http.ListenAndServe(prof, nil) }()
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -80,5 +87,6 @@ leader; its engine runs tasks instantly. Counters are printed every --every.`,
 	fl.StringVar(&gmode, "gossip", "real", "real: a memberlist member per node; off: none (managers with the liveness stand-in only)")
 	fl.IntVar(&cfg.Parallel, "parallel", 32, "joins in flight")
 	fl.DurationVar(&every, "every", 5*time.Second, "how often to print the counters")
+	fl.StringVar(&prof, "pprof", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060)")
 	return c
 }

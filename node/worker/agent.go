@@ -39,6 +39,9 @@ type Config struct {
 	// Images prepares a task before the engine starts it (prepare.go); nil for
 	// an engine that needs nothing fetched.
 	Images Preparer
+	// ReportQueue is how many status changes may wait for the reporter (0:
+	// 4096); a process running many agents (hollow nodes) makes it small.
+	ReportQueue int
 }
 
 // Agent runs one node's tasks.
@@ -76,10 +79,13 @@ func New(cfg Config) *Agent {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.ReportQueue <= 0 {
+		cfg.ReportQueue = 4096
+	}
 	return &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
 		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]reported{},
 		checks: map[string]*healthCheck{}, ended: map[string]api.TaskStatus{},
-		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
+		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, cfg.ReportQueue), sem: make(chan struct{}, 8)}
 }
 
 // Run keeps the session, reconciles the engine with the assignments and reports
