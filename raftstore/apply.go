@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"time"
 
@@ -483,6 +484,20 @@ func applyServiceRemove(txn *memdb.Txn, index uint64, c *ServiceRemove) (any, er
 	return old, nil
 }
 
+// shareSpec points a new task's spec at its service's when they are equal, as
+// they are for every task the orchestrator creates: each decoded entry holds a
+// copy of the spec per task, and a thousand tasks of one service would keep a
+// thousand. Equal values, so the state is the same either way.
+func shareSpec(txn *memdb.Txn, t *api.Task) {
+	raw, _ := txn.First(tableServices, "id", t.ServiceID)
+	if raw == nil {
+		return
+	}
+	if svc := raw.(*serviceRow).S; svc.SpecVersion == t.SpecVersion && reflect.DeepEqual(svc.Spec, t.Spec) {
+		t.Spec = svc.Spec
+	}
+}
+
 // applyTaskOps applies a batch. Ops naming tasks that no longer exist are skipped,
 // not refused: a worker's report may race with the deletion of old history.
 func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
@@ -499,6 +514,9 @@ func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
 		next, res, err := api.ApplyTaskOp(cur, op, index)
 		if err != nil {
 			return nil, err
+		}
+		if res == api.OpChanged && cur == nil {
+			shareSpec(txn, next)
 		}
 		switch res {
 		case api.OpChanged:

@@ -51,7 +51,23 @@ func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, st *r
 	if cl := st.Snapshot().Cluster(); cl != nil {
 		as.GossipKeys = cl.Trust.GossipKeys
 	}
+	if s.cfg.ObserveSession != nil {
+		cw := &countingWriter{ResponseWriter: w}
+		defer func() { s.cfg.ObserveSession("legacy", cw.n) }()
+		w = cw
+	}
 	writeJSON(w, as.Index, as)
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += n
+	return n, err
 }
 
 // session answers a worker that takes deltas (api.Assignments says what they
@@ -78,6 +94,13 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request, st *raftstore.S
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Swarmlet-Index", strconv.FormatUint(as.Index, 10))
 	tables := ans.Tables.JSON()
+	if s.cfg.ObserveSession != nil {
+		kind := "whole"
+		if as.Delta {
+			kind = "delta"
+		}
+		s.cfg.ObserveSession(kind, len(b)+len(tables))
+	}
 	if len(tables) == 0 {
 		_, _ = w.Write(b)
 		return
