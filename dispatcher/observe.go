@@ -38,15 +38,15 @@ func (o *openSessions) enter(nodeID string) (leave func()) {
 }
 
 // SessionSeen says whether nodeID has a session open on this leader now, or had
-// one within the last d.
-func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) bool {
+// one within the last d (recent), and whether it ever had one here (ever).
+func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) (recent, ever bool) {
 	d.open.mu.Lock()
 	defer d.open.mu.Unlock()
 	if d.open.nodes[nodeID] > 0 {
-		return true
+		return true, true
 	}
 	t, ok := d.open.last[nodeID]
-	return ok && time.Since(t) < within
+	return ok && time.Since(t) < within, ok
 }
 
 // Started is when this dispatcher (this leadership's) was made.

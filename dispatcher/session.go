@@ -143,7 +143,7 @@ type statusReport struct {
 // most this many ops in one entry.
 const (
 	statusGap    = 5 * time.Millisecond
-	statusMaxOps = 2048
+	statusMaxOps = 1024
 )
 
 // NewDispatcher makes a dispatcher whose sessions and reports end with ctx (the

@@ -16,9 +16,14 @@ import (
 // to call an absent member down (members it has seen die are marked at once).
 const gossipSettle = 10 * time.Second
 
-// sessionGrace is how long after its session ended a node still counts as up
-// under the session liveness stand-in (livenessBySession).
-const sessionGrace = 5 * time.Second
+// Under the session liveness stand-in (livenessBySession): a node counts as up
+// until sessionGrace after its session on this leader ended; one never seen by
+// this leader is given sessionSettle from the leadership's start to find it (a
+// thousand sessions move to a new leader in seconds, not at once).
+const (
+	sessionGrace  = 5 * time.Second
+	sessionSettle = 30 * time.Second
+)
 
 // livenessBySession is the liveness stand-in for benchmarks of many simulated
 // nodes (bench/hollow), whose memberlists one small machine cannot run: with
@@ -47,10 +52,11 @@ func (d *Daemon) reconcileMembers(ctx context.Context, st *raftstore.Store) {
 			want = api.NodeReady
 		}
 		if want == api.NodeDown && bySession {
+			recent, ever := disp.SessionSeen(n.ID, sessionGrace)
 			switch {
-			case disp.SessionSeen(n.ID, sessionGrace):
+			case recent:
 				want, ok = api.NodeReady, true
-			case time.Since(disp.Started()) < gossipSettle:
+			case !ever && time.Since(disp.Started()) < sessionSettle:
 				continue // its session may not have found this new leader yet
 			}
 		}

@@ -125,7 +125,10 @@ func Open(cfg Config) (*Store, error) {
 	if rc.TrailingLogs == 0 {
 		rc.TrailingLogs = 4096
 	}
-	rc.MaxAppendEntries = 256
+	// Entries are up to about a megabyte (a loop's batch of 1,024 task ops), and
+	// one AppendEntries must cross within the transport's timeout even on a busy
+	// machine: 256 of them (256 MB) never did, and the leader lost its lease.
+	rc.MaxAppendEntries = 32
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLogger(logger.With("subsystem", "raft"))
 
@@ -160,6 +163,11 @@ func Open(cfg Config) (*Store, error) {
 				return nil, err
 			}
 		}
+	}
+	// Replication reads back what was just appended; the cache spares reading it
+	// from bolt, unsealing and decoding it again for each follower.
+	if cached, err := raft.NewLogCache(64, logs); err == nil {
+		logs = cached
 	}
 	switch {
 	case cfg.Transport != nil:
