@@ -68,25 +68,6 @@ func (v *SessionView) Apply(a Assignments) (Assignments, error) {
 		tasks[id] = t
 		list = append(list, t)
 	}
-	for _, se := range a.Endpoints {
-		s := v.svcs[se.Service]
-		if s == nil {
-			s = &viewService{eps: map[string]Endpoint{}}
-			v.svcs[se.Service] = s
-		}
-		s.head = se
-		s.head.Tasks, s.head.Gone = nil, nil
-		for _, ep := range se.Tasks {
-			s.eps[ep.TaskID] = ep
-		}
-		for _, id := range se.Gone {
-			delete(s.eps, id)
-		}
-		s.list = nil
-	}
-	for _, name := range a.EndpointsGone {
-		delete(v.svcs, name)
-	}
 	nodes := v.cur.Nodes
 	if len(a.Nodes)+len(a.NodesGone) > 0 {
 		for _, n := range a.Nodes {
@@ -97,8 +78,17 @@ func (v *SessionView) Apply(a Assignments) (Assignments, error) {
 		}
 		nodes = v.nodeList()
 	}
+	for _, se := range a.Endpoints {
+		v.service(se, se.Tasks, se.Gone)
+	}
+	for _, sr := range a.Rows {
+		v.service(sr.header(), v.endpoints(sr), sr.Gone)
+	}
+	for _, name := range a.EndpointsGone {
+		delete(v.svcs, name)
+	}
 	out := a
-	out.Delta, out.Since, out.TaskIDs, out.EndpointsGone, out.NodesGone = false, 0, nil, nil, nil
+	out.Delta, out.Since, out.TaskIDs, out.EndpointsGone, out.NodesGone, out.Rows = false, 0, nil, nil, nil, nil
 	out.Tasks, out.Nodes = list, nodes
 	out.Endpoints = v.endpointList()
 	if out.CA == "" {
@@ -119,7 +109,11 @@ func (v *SessionView) whole(a Assignments) {
 	for _, t := range a.Tasks {
 		v.tasks[t.ID] = t
 	}
-	v.svcs = make(map[string]*viewService, len(a.Endpoints))
+	v.nodes = make(map[string]Node, len(a.Nodes))
+	for _, n := range a.Nodes {
+		v.nodes[n.ID] = n
+	}
+	v.svcs = make(map[string]*viewService, len(a.Endpoints)+len(a.Rows))
 	for _, se := range a.Endpoints {
 		s := &viewService{head: se, eps: make(map[string]Endpoint, len(se.Tasks)), list: se.Tasks}
 		s.head.Tasks, s.head.Gone = nil, nil
@@ -128,11 +122,44 @@ func (v *SessionView) whole(a Assignments) {
 		}
 		v.svcs[se.Service] = s
 	}
-	v.nodes = make(map[string]Node, len(a.Nodes))
-	for _, n := range a.Nodes {
-		v.nodes[n.ID] = n
+	for _, sr := range a.Rows {
+		v.service(sr.header(), v.endpoints(sr), nil)
+	}
+	if len(a.Rows) > 0 {
+		a.Endpoints, a.Rows = v.endpointList(), nil
 	}
 	v.cur = &a
+}
+
+// service applies one service's part of an answer.
+func (v *SessionView) service(head ServiceEndpoints, added []Endpoint, gone []string) {
+	s := v.svcs[head.Service]
+	if s == nil {
+		s = &viewService{eps: map[string]Endpoint{}}
+		v.svcs[head.Service] = s
+	}
+	s.head = head
+	s.head.Tasks, s.head.Gone = nil, nil
+	for _, ep := range added {
+		s.eps[ep.TaskID] = ep
+	}
+	for _, id := range gone {
+		delete(s.eps, id)
+	}
+	s.list = nil
+}
+
+// endpoints turns a service's rows into endpoints, with their nodes' addresses.
+func (v *SessionView) endpoints(sr ServiceRows) []Endpoint {
+	out := make([]Endpoint, 0, len(sr.Rows))
+	for _, r := range sr.Rows {
+		out = append(out, r.Endpoint(sr.Service, v.nodes[r.NodeID].Addr))
+	}
+	return out
+}
+
+func (sr ServiceRows) header() ServiceEndpoints {
+	return ServiceEndpoints{Service: sr.Service, VIP: sr.VIP, EndpointMode: sr.EndpointMode, Ports: sr.Ports}
 }
 
 func (v *SessionView) endpointList() []ServiceEndpoints {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -79,5 +80,26 @@ func TestSessionViewKeepsHandedOutValues(t *testing.T) {
 	}
 	if len(first.Endpoints) != 1 || len(first.Endpoints[0].Tasks) != 1 {
 		t.Fatalf("the first answer changed: %+v", first.Endpoints)
+	}
+}
+
+func TestRowRoundTrip(t *testing.T) {
+	for _, e := range []Endpoint{
+		{Service: "web", TaskID: "t1", Slot: 3, NodeID: "n1", NodeIP: "10.0.0.1", Addr: "10.0.0.1", Ports: []PortBinding{{Protocol: "tcp", TargetPort: 80, HostPort: 30001}}},
+		{Service: "web", TaskID: "t2", Slot: 0, NodeID: "n1", NodeIP: "10.0.0.1", Addr: "10.42.1.7",
+			Ports: []PortBinding{{Protocol: "udp", TargetPort: 53, HostPort: 30053}, {Protocol: "", TargetPort: 9, HostPort: 9}}},
+		{Service: "odd", TaskID: `t"3\`, NodeID: "n<2>", NodeIP: "10.0.0.2", Addr: "10.0.0.2"},
+	} {
+		b, err := json.Marshal(RowOf(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r Row
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if got := r.Endpoint(e.Service, e.NodeIP); !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s:\n got %+v\nwant %+v", b, got, e)
+		}
 	}
 }

@@ -185,6 +185,10 @@ type Assignments struct {
 	CA         string   `json:"ca,omitempty"`
 	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
 
+	// Rows is the endpoint table as a leader that takes deltas sends it (rows.go)
+	// instead of Endpoints, whole or as a delta.
+	Rows []ServiceRows `json:"rows,omitempty"`
+
 	Delta         bool     `json:"delta,omitempty"`
 	Since         uint64   `json:"since,omitempty"`
 	TaskIDs       []string `json:"task_ids,omitempty"`

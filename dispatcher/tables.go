@@ -485,12 +485,12 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // tablesJSON is the tables' part of a session answer on the wire: the members
-// of api.Assignments they fill, by the same names.
+// of api.Assignments they fill, by the same names, endpoints as rows.
 type tablesJSON struct {
-	Endpoints     []api.ServiceEndpoints `json:"endpoints,omitempty"`
-	EndpointsGone []string               `json:"endpoints_gone,omitempty"`
-	Nodes         []api.Node             `json:"nodes,omitempty"`
-	NodesGone     []string               `json:"nodes_gone,omitempty"`
+	Rows          []api.ServiceRows `json:"rows,omitempty"`
+	EndpointsGone []string          `json:"endpoints_gone,omitempty"`
+	Nodes         []api.Node        `json:"nodes,omitempty"`
+	NodesGone     []string          `json:"nodes_gone,omitempty"`
 }
 
 // JSON is the tables as members of a JSON object (no braces; empty when there
@@ -500,7 +500,15 @@ func (t *Tables) JSON() []byte {
 		if t.empty() {
 			return
 		}
-		b, err := json.Marshal(tablesJSON{t.Endpoints, t.EndpointsGone, t.Nodes, t.NodesGone})
+		rows := make([]api.ServiceRows, 0, len(t.Endpoints))
+		for _, se := range t.Endpoints {
+			sr := api.ServiceRows{Service: se.Service, VIP: se.VIP, EndpointMode: se.EndpointMode, Ports: se.Ports, Gone: se.Gone}
+			for _, e := range se.Tasks {
+				sr.Rows = append(sr.Rows, api.RowOf(e))
+			}
+			rows = append(rows, sr)
+		}
+		b, err := json.Marshal(tablesJSON{rows, t.EndpointsGone, t.Nodes, t.NodesGone})
 		if err != nil {
 			panic(fmt.Sprintf("dispatcher: encode tables: %v", err)) // plain data: a bug
 		}

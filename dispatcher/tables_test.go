@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -270,7 +271,11 @@ func TestTableKeeperFollowsTheState(t *testing.T) {
 					if !delta {
 						rt.Fatalf("since %d: no delta though the keeper holds it", v.since)
 					}
-					d := SessionAnswer{Assignments: api.Assignments{Index: snap.Index(), Since: v.since, Delta: true}, Tables: tables}.Whole()
+					ans := SessionAnswer{Assignments: api.Assignments{Index: snap.Index(), Since: v.since, Delta: true}, Tables: tables}
+					d := ans.Whole()
+					if rapid.Bool().Draw(rt, "wire") {
+						d = overTheWire(rt, ans)
+					}
 					got, err := v.view.Apply(d)
 					if err != nil {
 						rt.Fatal(err)
@@ -286,6 +291,23 @@ func TestTableKeeperFollowsTheState(t *testing.T) {
 			}
 		}
 	})
+}
+
+// overTheWire is an answer as a worker reads it: the node's part encoded, the
+// tables spliced in (as httpapi writes it), decoded.
+func overTheWire(t interface{ Fatal(...any) }, ans SessionAnswer) api.Assignments {
+	b, err := json.Marshal(ans.Assignments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables := ans.Tables.JSON(); len(tables) > 0 {
+		b = append(append(append(b[:len(b)-1], ','), tables...), '}')
+	}
+	var out api.Assignments
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err, string(b))
+	}
+	return out
 }
 
 func snapService(snap Snapshot, id string) *api.Service {
