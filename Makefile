@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOARCH  ?= $(shell $(GO) env GOARCH)
 DIST    := dist/swarmlet-$(VERSION)-linux-$(GOARCH)
 
-.PHONY: all build test demo lint image scenarios bench dist clean
+.PHONY: all build test demo lint image scenarios bench bench-scale dist clean
 
 all: build
 
@@ -58,6 +58,12 @@ bench-dns:
 	@command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dnsperf dnsmasq-base >/dev/null)
 	$(GO) test -run '^$$' -bench VersusDnsmasq -benchtime $(ROUNDS)x ./dnsdisco/
+
+# Three real managers and 10, 100, 1000 hollow nodes (bench/hollow) through the
+# scale scenario; the table lands in bench/SCALE.md. Takes several minutes.
+SCALE_NODES ?= 10,100,1000
+bench-scale:
+	SCALE_NODES=$(SCALE_NODES) SCALE_OUT=$(CURDIR)/bench/SCALE.md $(GO) test ./bench -run '^$$' -bench Scale -benchtime 1x -timeout 90m -v
 
 # A static binary and a tarball with it and its systemd unit (the unit is the
 # binary's own: `swarmlet install --print`). On a VM: copy the binary to

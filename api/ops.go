@@ -56,7 +56,8 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 		if cur != nil {
 			return nil, OpSkipped, nil
 		}
-		t := op.Task.Clone()
+		t := op.Task.shallow()
+		t.Status.Ports = slices.Clone(t.Status.Ports)
 		t.CreateIndex, t.ModifyIndex = index, index
 		return t, OpChanged, nil
 	}
@@ -69,7 +70,7 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 		if cur.Status.State > TaskPending || cur.NodeID != "" {
 			return nil, OpSkipped, nil // already placed: a stale plan must not move a task
 		}
-		t := cur.Clone()
+		t := cur.shallow()
 		t.NodeID, t.PendingReason = op.NodeID, ""
 		t.Status = TaskStatus{State: TaskAssigned, Message: "assigned", Timestamp: op.At}
 		t.ModifyIndex = index
@@ -78,7 +79,7 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 		if cur.Status.State > TaskPending {
 			return nil, OpSkipped, nil
 		}
-		t := cur.Clone()
+		t := cur.shallow()
 		t.PendingReason = op.Reason
 		t.Status = TaskStatus{State: TaskPending, Message: op.Reason, Timestamp: op.At}
 		t.ModifyIndex = index
@@ -87,7 +88,7 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 		if op.Desired <= cur.DesiredState {
 			return nil, OpSkipped, nil // desired state is only ever raised
 		}
-		t := cur.Clone()
+		t := cur.shallow()
 		t.DesiredState = op.Desired
 		t.ModifyIndex = index
 		return t, OpChanged, nil
@@ -98,7 +99,7 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 		if op.NodeID != "" && op.NodeID != cur.NodeID {
 			return nil, OpSkipped, nil // a report from a node the task is not assigned to
 		}
-		t := cur.Clone()
+		t := cur.shallow()
 		if op.Status.State >= TaskRunning && cur.Status.State < TaskRunning && op.Status.State != TaskOrphaned {
 			// When it first ran, from the report itself: how long a task ran (restart
 			// backoff, update monitoring) must survive later status changes.
@@ -122,6 +123,15 @@ func ApplyTaskOp(cur *Task, op TaskOp, index uint64) (*Task, OpResult, error) {
 	default:
 		return nil, OpSkipped, fmt.Errorf("task op %q: %w", op.Kind, ErrInvalid)
 	}
+}
+
+// shallow copies a task for an op that changes its state, never its spec: the
+// copy shares the spec (tasks are never changed in place, so neither copy
+// changes it), which keeps a thousand tasks of one service from holding a
+// thousand copies of it after their status reports.
+func (t *Task) shallow() *Task {
+	c := *t
+	return &c
 }
 
 // Clone copies a task deeply enough that changing the copy's slices and maps leaves

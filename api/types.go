@@ -274,4 +274,7 @@ type ServiceEndpoints struct {
 	EndpointMode EndpointMode `json:"endpoint_mode"`
 	Ports        []PortConfig `json:"ports,omitempty"`
 	Tasks        []Endpoint   `json:"tasks"`
+	// Gone, in a delta session answer only: the task IDs that left the service's
+	// endpoints since the worker's index (Tasks then holds those added or changed).
+	Gone []string `json:"gone,omitempty"`
 }

@@ -154,12 +154,22 @@ type ServiceUpdateRequest struct {
 
 // Assignments is what a worker's session receives: its own record, its tasks, and
 // the endpoint table for discovery and load balancing.
+//
+// A worker that asks with delta=1 may get a delta instead (Delta true): what
+// changed since the index it sent (Since), which the leader still remembers the
+// tables at. Then Tasks holds only the node's tasks changed since, TaskIDs names
+// every task of the node, Endpoints holds each service whose endpoints or header
+// changed (Tasks: the endpoints added or changed; Gone: those that left),
+// EndpointsGone the services removed, Nodes the nodes changed and NodesGone
+// those removed; CA and GossipKeys come only when they changed. SessionView
+// turns a run of answers back into whole ones. A leader that does not know
+// deltas, or no longer knows the worker's index, answers whole.
 type Assignments struct {
 	Index     uint64             `json:"index"`
 	Node      *Node              `json:"node"`
 	Tasks     []*Task            `json:"tasks"`
-	Endpoints []ServiceEndpoints `json:"endpoints"`
-	Nodes     []Node             `json:"nodes"` // every node's address, for SRV targets and managers
+	Endpoints []ServiceEndpoints `json:"endpoints,omitempty"`
+	Nodes     []Node             `json:"nodes,omitempty"` // every node's address, for SRV targets and managers
 	// Voters are the Raft voters as the leader sees them: a demoted manager learns
 	// from this that it was removed (the leader stops talking to it, so its own
 	// Raft never hears of the change).
@@ -179,6 +189,16 @@ type Assignments struct {
 	// follows CA rotations and gossip key changes through its session.
 	CA         string   `json:"ca,omitempty"`
 	GossipKeys [][]byte `json:"gossip_keys,omitempty"`
+
+	// Rows is the endpoint table as a leader that takes deltas sends it (rows.go)
+	// instead of Endpoints, whole or as a delta.
+	Rows []ServiceRows `json:"rows,omitempty"`
+
+	Delta         bool     `json:"delta,omitempty"`
+	Since         uint64   `json:"since,omitempty"`
+	TaskIDs       []string `json:"task_ids,omitempty"`
+	EndpointsGone []string `json:"endpoints_gone,omitempty"`
+	NodesGone     []string `json:"nodes_gone,omitempty"`
 }
 
 // StatusReport carries a worker's task status changes. Whose tasks they are is

@@ -19,6 +19,13 @@ const (
 	maxRetry = 5 * time.Second
 )
 
+// maxPassOps bounds what one pass of a loop commits in one entry: twenty
+// services of a thousand tasks created at once made a 20 MB entry, which the
+// followers took seconds to decode and apply while the leader waited on them
+// (and lost its lease). The orchestrator stops adding services past it; the
+// scheduler splits its placements into entries of this size.
+const maxPassOps = 1024
+
 // Orchestrator is the leader's loop that turns services into tasks. Each pass
 // reconciles every service on one snapshot and commits all resulting ops as one batch.
 type Orchestrator struct {
@@ -90,6 +97,12 @@ func (o *Orchestrator) plan(snap Snapshot, now time.Time) (ops []api.TaskOp, upd
 	known := map[string]bool{}
 	for _, svc := range snap.Services() {
 		known[svc.ID] = true
+		if len(ops) >= maxPassOps {
+			// Enough for one entry: the rest is planned by the next pass, which this
+			// one's write wakes. Services are whole units, so no replacement is
+			// split from the stop of what it replaces.
+			continue
+		}
 		p := Reconcile(svc, nodes, snap.TasksByService(svc.ID), now, o.NewID)
 		ops = append(ops, p.Ops...)
 		if p.Update != nil {
@@ -157,7 +170,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			return time.Time{}, nil
 		}
 		s.log.Debug("applying placements", "ops", len(ops))
-		err := s.store.ApplyTaskOps(ctx, ops)
+		var err error
+		for rest := ops; len(rest) > 0 && err == nil; {
+			// Each op stands alone (a placement or a reason), so the plan may span
+			// entries; what a failure leaves out is planned again.
+			n := min(len(rest), maxPassOps)
+			err = s.store.ApplyTaskOps(ctx, rest[:n])
+			rest = rest[n:]
+		}
 		s.observe(start, ops)
 		return time.Time{}, err
 	}, s.clock)
@@ -234,14 +254,29 @@ func recheck(fresh Snapshot, ops []api.TaskOp) []api.TaskOp {
 	return kept
 }
 
-// runLoop is the shape both loops share: a pass per store change or timer, and a
-// growing pause after a failed commit.
+// passGap is the least time between two passes of a loop. While a thousand
+// workers report their tasks started, entries commit every few milliseconds and a
+// pass reads every task: one pass per entry kept a core busy finding nothing to
+// do. Changes that come within the gap are seen by one pass.
+var passGap = 25 * time.Millisecond
+
+// runLoop is the shape both loops share: a pass per store change or timer (at
+// most one per passGap), and a growing pause after a failed commit.
 func runLoop(ctx context.Context, store Store, log *slog.Logger, pass func(context.Context) (time.Time, error), clock func() time.Time) error {
 	retry := minRetry
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var last time.Time
 	for {
+		if wait := passGap - time.Since(last); wait > 0 && !last.IsZero() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		// Watch before the snapshot: a change between them then still wakes us.
 		watch := store.Watch()
 		next, err := pass(ctx)

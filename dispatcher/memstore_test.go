@@ -228,13 +228,14 @@ func (s *memStore) Snapshot() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Objects are replaced, never changed in place, so sharing pointers is safe.
-	snap := &memSnapshot{index: s.index, byService: map[string][]*api.Task{}, byNode: map[string][]*api.Task{}}
+	snap := &memSnapshot{index: s.index, byService: map[string][]*api.Task{}, byNode: map[string][]*api.Task{}, byID: map[string]*api.Task{}}
 	snap.nodes = slices.Collect(maps.Values(s.nodes))
 	slices.SortFunc(snap.nodes, func(a, b *api.Node) int { return cmp.Compare(a.ID, b.ID) })
 	snap.services = slices.Collect(maps.Values(s.services))
 	slices.SortFunc(snap.services, func(a, b *api.Service) int { return cmp.Compare(a.ID, b.ID) })
 	snap.tasks = sortedTasks(s.tasks)
 	for _, t := range snap.tasks {
+		snap.byID[t.ID] = t
 		snap.byService[t.ServiceID] = append(snap.byService[t.ServiceID], t)
 		if t.NodeID != "" {
 			snap.byNode[t.NodeID] = append(snap.byNode[t.NodeID], t)
@@ -250,6 +251,7 @@ type memSnapshot struct {
 	tasks     []*api.Task
 	byService map[string][]*api.Task
 	byNode    map[string][]*api.Task
+	byID      map[string]*api.Task
 }
 
 func (s *memSnapshot) Index() uint64      { return s.index }
@@ -264,5 +266,6 @@ func (s *memSnapshot) Node(id string) *api.Node {
 }
 func (s *memSnapshot) Services() []*api.Service              { return s.services }
 func (s *memSnapshot) Tasks() []*api.Task                    { return s.tasks }
+func (s *memSnapshot) Task(id string) *api.Task              { return s.byID[id] }
 func (s *memSnapshot) TasksByService(id string) []*api.Task  { return s.byService[id] }
 func (s *memSnapshot) TasksByNode(nodeID string) []*api.Task { return s.byNode[nodeID] }

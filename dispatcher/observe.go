@@ -12,16 +12,18 @@ import (
 // feeds its metrics with it; it must be cheap and must not block.
 type PassFunc func(d time.Duration, ops []api.TaskOp)
 
-// openSessions counts the nodes with an assignments read open on this leader.
+// openSessions counts the nodes with an assignments read open on this leader,
+// and when each last had one.
 type openSessions struct {
 	mu    sync.Mutex
 	nodes map[string]int
+	last  map[string]time.Time
 }
 
 func (o *openSessions) enter(nodeID string) (leave func()) {
 	o.mu.Lock()
 	if o.nodes == nil {
-		o.nodes = map[string]int{}
+		o.nodes, o.last = map[string]int{}, map[string]time.Time{}
 	}
 	o.nodes[nodeID]++
 	o.mu.Unlock()
@@ -30,9 +32,25 @@ func (o *openSessions) enter(nodeID string) (leave func()) {
 		if o.nodes[nodeID]--; o.nodes[nodeID] <= 0 {
 			delete(o.nodes, nodeID)
 		}
+		o.last[nodeID] = time.Now()
 		o.mu.Unlock()
 	}
 }
+
+// SessionSeen says whether nodeID has a session open on this leader now, or had
+// one within the last d (recent), and whether it ever had one here (ever).
+func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) (recent, ever bool) {
+	d.open.mu.Lock()
+	defer d.open.mu.Unlock()
+	if d.open.nodes[nodeID] > 0 {
+		return true, true
+	}
+	t, ok := d.open.last[nodeID]
+	return ok && time.Since(t) < within, ok
+}
+
+// Started is when this dispatcher (this leadership's) was made.
+func (d *Dispatcher) Started() time.Time { return d.started }
 
 // Sessions is the number of nodes whose session waits on this dispatcher now.
 func (d *Dispatcher) Sessions() int {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
@@ -85,23 +86,18 @@ func CheckStatusReport(snap Snapshot, nodeID string, ops []api.TaskOp) ([]api.Ta
 	if snap.Node(nodeID) == nil {
 		return nil, fmt.Errorf("node %q is not part of the cluster: %w", nodeID, api.ErrNotFound)
 	}
-	mine := map[string]bool{}
-	for _, t := range snap.TasksByNode(nodeID) {
-		mine[t.ID] = true
-	}
-	known := map[string]bool{}
-	for _, t := range snap.Tasks() {
-		known[t.ID] = true
-	}
 	out := make([]api.TaskOp, 0, len(ops))
 	for _, op := range ops {
 		if op.Kind != api.TaskOpStatus {
 			return nil, fmt.Errorf("a worker may only report task status, not %q: %w", op.Kind, api.ErrForbidden)
 		}
-		if !known[op.TaskID] {
+		// One lookup per op: a report is checked against the tasks it names, not
+		// against every task of the cluster.
+		t := snap.Task(op.TaskID)
+		if t == nil {
 			continue
 		}
-		if !mine[op.TaskID] {
+		if t.NodeID != nodeID {
 			return nil, fmt.Errorf("task %s is not assigned to node %s: %w", op.TaskID, nodeID, api.ErrForbidden)
 		}
 		if op.Status.State < api.TaskAssigned || op.Status.State == api.TaskOrphaned {
@@ -120,6 +116,9 @@ type SessionStore interface {
 	WaitIndex(ctx context.Context, index uint64)
 	// Voters lists the Raft voters' node IDs.
 	Voters() ([]string, error)
+	// ChangedSince names what the entries after index changed, and the index it
+	// reaches; ok false when it no longer reaches back that far.
+	ChangedSince(index uint64) (changed []Change, upto uint64, ok bool)
 }
 
 // Dispatcher serves worker sessions on the leader for one term of leadership:
@@ -131,6 +130,9 @@ type Dispatcher struct {
 	reports chan statusReport
 	lead    context.Context // the leadership this dispatcher serves
 	open    openSessions
+	tables  *tableKeeper
+	follow  sync.Once // starts the keeper's loop
+	started time.Time
 }
 
 type statusReport struct {
@@ -142,13 +144,13 @@ type statusReport struct {
 // most this many ops in one entry.
 const (
 	statusGap    = 5 * time.Millisecond
-	statusMaxOps = 2048
+	statusMaxOps = 1024
 )
 
 // NewDispatcher makes a dispatcher whose sessions and reports end with ctx (the
 // leadership's context). Run must be running for reports to be applied.
 func NewDispatcher(ctx context.Context, store SessionStore, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{store: store, log: log, reports: make(chan statusReport), lead: ctx}
+	return &Dispatcher{store: store, log: log, reports: make(chan statusReport), lead: ctx, tables: newTableKeeper(store), started: time.Now()}
 }
 
 // Assignments waits (at most wait) until the state is past index, then answers
@@ -171,6 +173,128 @@ func (d *Dispatcher) Assignments(ctx context.Context, nodeID string, index uint6
 		return api.Assignments{}, fmt.Errorf("read voters: %w", api.ErrNotLeader)
 	}
 	return AssignmentsFor(d.store.Snapshot(), nodeID, voters)
+}
+
+// SessionAnswer is what Session answers: the node's own part (its record, its
+// tasks, the voters, image help) and the tables every node shares, either whole
+// or (Delta) what changed since the index the worker sent.
+type SessionAnswer struct {
+	api.Assignments // Endpoints, Nodes and their Gone lists empty: they are in Tables
+	Tables          *Tables
+}
+
+// Whole folds the tables into the assignments (for a caller in process).
+func (a SessionAnswer) Whole() api.Assignments {
+	out := a.Assignments
+	out.Endpoints, out.EndpointsGone, out.Nodes, out.NodesGone = a.Tables.Endpoints, a.Tables.EndpointsGone, a.Tables.Nodes, a.Tables.NodesGone
+	return out
+}
+
+// globalGap is how long a session whose worker's own assignments did not change
+// waits, after its request came in, before it is answered with table changes:
+// those come with nearly every entry while tasks start, and answering each
+// would answer every node many times a second. It grows with the sessions
+// open, so the rate of such answers stays about the same however many nodes
+// there are: 20 ms for ten nodes, 500 ms for a thousand. Changes to a node's
+// own tasks are answered at once.
+func globalGap(sessions int) time.Duration {
+	return min(time.Second, max(20*time.Millisecond, time.Duration(sessions)*500*time.Microsecond))
+}
+
+// Session is the blocking session read for workers that take deltas: it answers
+// at once if the worker's index is unknown here (its first call, a new leader,
+// too far behind: the whole tables), at once if the node's own assignments
+// changed since, after globalGap if only the tables did, and otherwise when wait
+// runs out. It ends early with ErrNotLeader when the leadership ends.
+func (d *Dispatcher) Session(ctx context.Context, nodeID string, since uint64, wait time.Duration) (SessionAnswer, error) {
+	defer d.open.enter(nodeID)()
+	d.follow.Do(func() {
+		d.tables.advance()
+		go d.followTables()
+	})
+	start := time.Now()
+	deadline := start.Add(wait)
+	for since > 0 && wait > 0 {
+		known, urgent, global, urgentCh, globalCh := d.tables.pending(nodeID, since)
+		if !known || urgent {
+			break
+		}
+		next := deadline
+		if global {
+			next = start.Add(globalGap(d.Sessions()))
+			globalCh = nil
+		}
+		if !time.Now().Before(next) {
+			break
+		}
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-urgentCh:
+		case <-globalCh:
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-d.lead.Done():
+		}
+		timer.Stop()
+		if ctx.Err() != nil || d.lead.Err() != nil {
+			break
+		}
+	}
+	if d.lead.Err() != nil {
+		return SessionAnswer{}, fmt.Errorf("leadership lost: %w", api.ErrNotLeader)
+	}
+	if err := ctx.Err(); err != nil {
+		return SessionAnswer{}, err
+	}
+	voters, err := d.store.Voters()
+	if err != nil {
+		return SessionAnswer{}, fmt.Errorf("read voters: %w", api.ErrNotLeader)
+	}
+	snap, tables, delta := d.tables.answer(since)
+	return sessionFor(snap, nodeID, since, delta, voters, tables)
+}
+
+// sessionFor is the node's part of a session answer at snap.
+func sessionFor(snap Snapshot, nodeID string, since uint64, delta bool, voters []string, tables *Tables) (SessionAnswer, error) {
+	n := snap.Node(nodeID)
+	if n == nil {
+		return SessionAnswer{}, fmt.Errorf("node %q is not part of the cluster (removed?): %w", nodeID, api.ErrNotFound)
+	}
+	out := api.Assignments{Index: snap.Index(), Node: n, Tasks: []*api.Task{}, Delta: delta}
+	var mine []*api.Task
+	for _, t := range snap.TasksByNode(nodeID) {
+		if !listed(t) {
+			continue
+		}
+		mine = append(mine, t)
+		if delta {
+			out.TaskIDs = append(out.TaskIDs, t.ID)
+			if t.ModifyIndex <= since {
+				continue
+			}
+		}
+		out.Tasks = append(out.Tasks, t)
+	}
+	if delta {
+		out.Since = since
+	}
+	out.Voters = slices.Clone(voters)
+	sort.Strings(out.Voters)
+	imageInfo(snap, nodeID, mine, &out)
+	return SessionAnswer{Assignments: out, Tables: tables}, nil
+}
+
+// followTables moves the tables forward at every change, for this leadership.
+func (d *Dispatcher) followTables() {
+	for {
+		watch := d.store.Watch()
+		d.tables.advance()
+		select {
+		case <-watch:
+		case <-d.lead.Done():
+			return
+		}
+	}
 }
 
 // ReportStatus checks a report from nodeID and returns once it is committed as

@@ -32,6 +32,10 @@ func (s sessionStore) WaitIndex(ctx context.Context, index uint64) {
 
 func (s sessionStore) Voters() ([]string, error) { return s.voters, nil }
 
+// ChangedSince has no feed: the tables are rebuilt at every step (feedStore in
+// tables_test.go has one).
+func (s sessionStore) ChangedSince(uint64) ([]Change, uint64, bool) { return nil, 0, false }
+
 func seedSession() (*memStore, *api.Service) {
 	st := newMemStore()
 	st.putNode(mkNode("1"))

@@ -13,7 +13,8 @@ type Snapshot interface {
 	Nodes() []*api.Node
 	Node(id string) *api.Node // nil if there is no such node
 	Services() []*api.Service
-	Tasks() []*api.Task // all tasks, including terminal history
+	Tasks() []*api.Task       // all tasks, including terminal history
+	Task(id string) *api.Task // nil if there is no such task
 	TasksByService(serviceID string) []*api.Task
 	TasksByNode(nodeID string) []*api.Task
 }

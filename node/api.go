@@ -45,7 +45,7 @@ func (d *Daemon) currentStore() *raftstore.Store {
 func (d *Daemon) startAPI() error {
 	srv := httpapi.New(httpapi.Config{Node: apiNode{d}, Router: d.router, Peers: d.peers, Logger: d.log.With("component", "api"), Version: Version,
 		Images: d.imageHost(), AdvertiseAddr: d.cfg.AdvertiseAddr,
-		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request, UI: ui.Handler("/ui/")})
+		Metrics: d.metrics.Handler(), ObserveRequest: d.metrics.Request, ObserveSession: d.metrics.Session, UI: ui.Handler("/ui/")})
 
 	sock := d.cfg.socketPath()
 	_ = os.Remove(sock) // a stale socket of a dead daemon; the data-dir lock says none runs

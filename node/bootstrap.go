@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -163,8 +164,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if d.cfg.Token == "" {
 		return nil, fmt.Errorf("join needs --token (get one with 'swarmlet join-token worker' on a manager)")
 	}
-	tok, err := pki.ParseToken(d.cfg.Token)
-	if err != nil {
+	if _, err := pki.ParseToken(d.cfg.Token); err != nil {
 		return nil, err
 	}
 	d.forgetFiles()
@@ -172,21 +172,72 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPortBase+offsetAPI))
 	}
-	tcfg := pki.JoinClientConfig(tok)
-	tcfg.ServerName = joinServerName
-	c, err := client.New("tcp://"+addr, client.Options{LocalAddr: d.cfg.AdvertiseAddr, Timeout: 15 * time.Second, TLS: tcfg})
+	start := time.Now()
+	j, err := JoinExchange(ctx, addr, d.cfg.Token, d.selfNode(&identity{}), d.cfg.AdvertiseAddr)
 	if err != nil {
 		return nil, err
 	}
+	resp := j.Response
+	if resp.Role == api.RoleManager {
+		// A new manager's data key starts without autolock; if the cluster has it on,
+		// the key is wrapped again once the log brings the unlock key (followTrust).
+		if err := d.createDataKey(""); err != nil {
+			return nil, err
+		}
+	}
+	if err := j.files.save(d.cfg.DataDir, d.dek); err != nil {
+		return nil, err
+	}
+	if err := saveGossipKeys(d.cfg.DataDir, resp.GossipKeys, d.dek); err != nil {
+		return nil, err
+	}
+	id := &identity{NodeID: resp.NodeID, ClusterID: resp.ClusterID, Role: resp.Role, Managers: resp.Managers, Network: resp.Network}
+	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr, "node", id.NodeID, "took", time.Since(start).Round(time.Millisecond))
+	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
+	return id, nil
+}
+
+// Joined is what a join exchange leaves a node with: the manager's answer (its
+// node ID, the cluster, the managers, the gossip keys) and a certificate for a
+// key only it holds.
+type Joined struct {
+	Response api.JoinResponse
+	files    *trustFiles
+}
+
+// ClientTLS is mutual TLS as the joined node towards managers only (sessions):
+// its certificate out, the cluster's roots and a manager's role in.
+func (j *Joined) ClientTLS() *tls.Config {
+	h := pki.NewCertHolder(j.files.chain.TLS(j.files.key))
+	v := pki.NewVerifier(j.Response.ClusterID, j.files.bundle, nil)
+	return pki.ClientConfig(h, v, pki.ClientOptions{Roles: managersOnly})
+}
+
+// JoinExchange is the joining side of the join protocol, as 'swarmlet join' runs
+// it (hollow nodes run it too): a TLS handshake that the token's CA digest must
+// pin, a certificate request for a fresh key, and the manager's answer checked:
+// a chain for that key, naming the node ID the leader chose, of the cluster the
+// token named. self is the record the node asks to be registered with (its ID is
+// the leader's choice); connections leave from local if given.
+func JoinExchange(ctx context.Context, addr, joinToken string, self api.Node, local string) (*Joined, error) {
+	tok, err := pki.ParseToken(joinToken)
+	if err != nil {
+		return nil, err
+	}
+	tcfg := pki.JoinClientConfig(tok)
+	tcfg.ServerName = joinServerName
+	c, err := client.New("tcp://"+addr, client.Options{LocalAddr: local, Timeout: 15 * time.Second, TLS: tcfg})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
 	key, csr, err := pki.NewCSR()
 	if err != nil {
 		return nil, err
 	}
-	self := d.selfNode(&identity{})
 	jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	start := time.Now()
-	resp, err := c.Join(jctx, api.JoinRequest{Token: d.cfg.Token, Node: self, CSR: csr})
+	resp, err := c.Join(jctx, api.JoinRequest{Token: joinToken, Node: self, CSR: csr})
 	switch {
 	case errors.Is(err, pki.ErrCAMismatch):
 		return nil, fmt.Errorf("join %s: the manager there does not hold the CA this join token pins: another cluster, an impostor, or a token from before a CA rotation; nothing was sent (%v)", addr, err)
@@ -201,23 +252,7 @@ func (d *Daemon) joinCluster(ctx context.Context) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", addr, err)
 	}
-	if resp.Role == api.RoleManager {
-		// A new manager's data key starts without autolock; if the cluster has it on,
-		// the key is wrapped again once the log brings the unlock key (followTrust).
-		if err := d.createDataKey(""); err != nil {
-			return nil, err
-		}
-	}
-	if err := tf.save(d.cfg.DataDir, d.dek); err != nil {
-		return nil, err
-	}
-	if err := saveGossipKeys(d.cfg.DataDir, resp.GossipKeys, d.dek); err != nil {
-		return nil, err
-	}
-	id := &identity{NodeID: resp.NodeID, ClusterID: resp.ClusterID, Role: resp.Role, Managers: resp.Managers, Network: resp.Network}
-	d.log.Info("joined", "cluster", resp.ClusterID, "role", resp.Role, "via", addr, "node", id.NodeID, "took", time.Since(start).Round(time.Millisecond))
-	d.cfg.Out("This node joined the cluster as a %s (node %s).\n", resp.Role, id.NodeID)
-	return id, nil
+	return &Joined{Response: resp, files: tf}, nil
 }
 
 // joinedFiles checks what the manager sent: a chain for this node's key, of the

@@ -49,6 +49,10 @@ type Daemon struct {
 	leadership forward.Leadership
 	// dispatcher serves worker sessions while this node leads.
 	dispatcher atomic.Pointer[dispatcher.Dispatcher]
+	// session is this node's side of its worker session (session.go): the
+	// whole assignments the leader's deltas apply to.
+	sessionMu sync.Mutex
+	session   api.SessionView
 
 	leaving chan struct{} // closed by `swarmlet leave`
 	stopped chan struct{}

@@ -122,6 +122,26 @@ func (a storeAdapter) ApplyTaskOps(ctx context.Context, ops []api.TaskOp) error 
 func (a storeAdapter) ApplyUpdateOp(ctx context.Context, op api.UpdateOp) error {
 	return a.s.ApplyUpdateOp(ctx, op)
 }
+func (a storeAdapter) ChangedSince(index uint64) ([]dispatcher.Change, uint64, bool) {
+	ch, upto, ok := a.s.State().ChangedSince(index)
+	if !ok {
+		return nil, upto, false
+	}
+	out := make([]dispatcher.Change, 0, len(ch))
+	for _, c := range ch {
+		switch c.Table {
+		case raftstore.ChangedNodes:
+			out = append(out, dispatcher.Change{Kind: dispatcher.ChangeNode, ID: c.ID})
+		case raftstore.ChangedServices:
+			out = append(out, dispatcher.Change{Kind: dispatcher.ChangeService, ID: c.ID})
+		case raftstore.ChangedTasks:
+			out = append(out, dispatcher.Change{Kind: dispatcher.ChangeTask, ID: c.ID})
+		case raftstore.ChangedCluster:
+			out = append(out, dispatcher.Change{Kind: dispatcher.ChangeCluster, ID: c.ID})
+		}
+	}
+	return out, upto, true
+}
 func (a storeAdapter) WaitIndex(ctx context.Context, index uint64) { a.s.State().WaitIndex(ctx, index) }
 func (a storeAdapter) Voters() ([]string, error) {
 	v, err := a.s.Voters()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -15,20 +16,49 @@ import (
 // to call an absent member down (members it has seen die are marked at once).
 const gossipSettle = 10 * time.Second
 
+// Under the session liveness stand-in (livenessBySession): a node counts as up
+// until sessionGrace after its session on this leader ended; one never seen by
+// this leader is given sessionSettle from the leadership's start to find it (a
+// thousand sessions move to a new leader in seconds, not at once).
+const (
+	sessionGrace  = 5 * time.Second
+	sessionSettle = 30 * time.Second
+)
+
+// livenessBySession is the liveness stand-in for benchmarks of many simulated
+// nodes (bench/hollow), whose memberlists one small machine cannot run: with
+// SWARMLET_LIVENESS=session the leader also takes a node with a session open
+// (or closed less than sessionGrace ago) for up, as SwarmKit's dispatcher
+// heartbeats do. Gossip still decides for the nodes it knows; managers gossip.
+func livenessBySession() bool { return os.Getenv("SWARMLET_LIVENESS") == "session" }
+
 // reconcileMembers makes Raft agree with gossip: node status from liveness, voters
 // from the node table (as Consul's leader reconciles serf members into Raft).
+// The statuses of one pass go in one entry.
 func (d *Daemon) reconcileMembers(ctx context.Context, st *raftstore.Store) {
 	snap := st.Snapshot()
 	members := map[string]gossip.Member{}
 	for _, m := range d.gossip.AllMembers() {
 		members[m.Name] = m
 	}
+	disp := d.dispatcher.Load()
+	bySession := disp != nil && livenessBySession()
 	now := time.Now().UTC()
+	var changes []raftstore.NodeStatus
 	for _, n := range snap.Nodes() {
 		m, ok := members[n.ID]
 		want := api.NodeDown
 		if ok && (m.State == gossip.Alive || m.State == gossip.Suspect) {
 			want = api.NodeReady
+		}
+		if want == api.NodeDown && bySession {
+			recent, ever := disp.SessionSeen(n.ID, sessionGrace)
+			switch {
+			case recent:
+				want, ok = api.NodeReady, true
+			case !ever && time.Since(disp.Started()) < sessionSettle:
+				continue // its session may not have found this new leader yet
+			}
 		}
 		if !ok && time.Since(d.gossipStarted) < gossipSettle {
 			// A freshly started node does not know its peers yet: absent is not
@@ -38,14 +68,23 @@ func (d *Daemon) reconcileMembers(ctx context.Context, st *raftstore.Store) {
 		if n.Status == want {
 			continue
 		}
+		changes = append(changes, raftstore.NodeStatus{NodeID: n.ID, Status: want, At: now})
+	}
+	if len(changes) > 0 {
+		var c raftstore.Command = &raftstore.NodeStatuses{Statuses: changes}
+		if len(changes) == 1 {
+			c = &changes[0]
+		}
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := st.Apply(actx, &raftstore.NodeStatus{NodeID: n.ID, Status: want, At: now})
+		_, err := st.Apply(actx, c)
 		cancel()
 		if err != nil {
-			d.log.Warn("record node status", "target", n.ID, "status", want, "err", err)
+			d.log.Warn("record node status", "nodes", len(changes), "err", err)
 			return
 		}
-		d.log.Info("node status", "target", n.ID, "status", want)
+		for _, ch := range changes {
+			d.log.Info("node status", "target", ch.NodeID, "status", ch.Status)
+		}
 	}
 	voters, err := st.Voters()
 	if err != nil {

@@ -50,8 +50,10 @@ func (d *Daemon) newMetrics() *metrics.Metrics {
 func (d *Daemon) raftHooks() raftstore.Hooks {
 	m := d.metrics
 	return raftstore.Hooks{
-		Commit: func(t raftstore.MsgType, dur time.Duration) { m.Committed(t.String(), dur) },
-		Apply:  func(t raftstore.MsgType, dur time.Duration) { m.Applied(t.String(), dur) },
+		Commit:   func(t raftstore.MsgType, dur time.Duration) { m.Committed(t.String(), dur) },
+		Apply:    func(t raftstore.MsgType, dur time.Duration) { m.Applied(t.String(), dur) },
+		Entry:    func(t raftstore.MsgType, n int) { m.Entry(t.String(), n) },
+		Snapshot: m.Snapshotted,
 	}
 }
 

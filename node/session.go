@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/swarmlet/swarmlet/api"
+	"github.com/swarmlet/swarmlet/dispatcher"
 	"github.com/swarmlet/swarmlet/node/client"
 	"github.com/swarmlet/swarmlet/node/worker"
 )
@@ -17,22 +18,37 @@ import (
 // departs through here. All of it goes to the leader: in process when this node
 // leads, otherwise over the API (a worker through any manager, which forwards).
 
-// Assignments implements worker.Manager.
+// Assignments implements worker.Manager. The session takes deltas: the leader
+// sends what changed since the index this node has, and the view (one per
+// daemon: there is one session) makes whole assignments of them again. The
+// agent's index is the view's; an index the view does not hold (the agent
+// starting over) asks for everything.
 func (d *Daemon) Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error) {
+	d.sessionMu.Lock()
+	defer d.sessionMu.Unlock()
+	if index != d.session.Index() {
+		d.session.Reset()
+		index = 0
+	}
 	var as api.Assignments
 	err := d.toLeader(ctx, func(disp leaderSide) error {
-		var err error
-		as, err = disp.Assignments(ctx, nodeID, index, wait)
+		ans, err := disp.Session(ctx, nodeID, index, wait)
+		if err == nil {
+			as = ans.Whole()
+		}
 		return err
 	}, func(c *client.Client) error {
 		var err error
-		as, err = c.Assignments(ctx, index, wait)
+		as, err = c.Session(ctx, index, wait)
 		return err
 	})
 	if errors.Is(err, api.ErrNotFound) {
 		return as, worker.ErrNodeRemoved
 	}
-	return as, err
+	if err != nil {
+		return as, err
+	}
+	return d.session.Apply(as)
 }
 
 // ReportStatus implements worker.Manager.
@@ -46,7 +62,7 @@ func (d *Daemon) ReportStatus(ctx context.Context, rep api.StatusReport) error {
 
 // leaderSide is what this node asks of its own dispatcher when it leads.
 type leaderSide interface {
-	Assignments(ctx context.Context, nodeID string, index uint64, wait time.Duration) (api.Assignments, error)
+	Session(ctx context.Context, nodeID string, since uint64, wait time.Duration) (dispatcher.SessionAnswer, error)
 	ReportStatus(ctx context.Context, nodeID string, ops []api.TaskOp) error
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 func (s *State) Apply(index uint64, c Command) (any, error) {
 	txn := s.current().Txn(true)
 	defer txn.Abort()
+	txn.TrackChanges()
 	var (
 		res any
 		err error
@@ -68,6 +70,8 @@ func (s *State) Apply(index uint64, c Command) (any, error) {
 		res, err = applySecretUpdate(txn, index, c)
 	case *SecretRemove:
 		res, err = applySecretRemove(txn, index, c)
+	case *NodeStatuses:
+		res, err = applyNodeStatuses(txn, index, c)
 	default:
 		panic(fmt.Sprintf("raftstore: no apply for %T", c)) // every MsgType must have a case
 	}
@@ -179,6 +183,22 @@ func applyNodeStatus(txn *memdb.Txn, index uint64, c *NodeStatus) (any, error) {
 	}
 	mustInsert(txn, tableNodes, &n)
 	return &n, nil
+}
+
+func applyNodeStatuses(txn *memdb.Txn, index uint64, c *NodeStatuses) (any, error) {
+	changed := 0
+	for i := range c.Statuses {
+		st := &c.Statuses[i]
+		old := getNode(txn, st.NodeID)
+		if old == nil || old.Status == st.Status {
+			continue // removed since the leader looked, or already so
+		}
+		if _, err := applyNodeStatus(txn, index, st); err != nil {
+			return nil, err
+		}
+		changed++
+	}
+	return changed, nil
 }
 
 func applyNodeUpdate(txn *memdb.Txn, index uint64, c *NodeUpdate) (any, error) {
@@ -486,6 +506,20 @@ func applyServiceRemove(txn *memdb.Txn, index uint64, c *ServiceRemove) (any, er
 	return old, nil
 }
 
+// shareSpec points a new task's spec at its service's when they are equal, as
+// they are for every task the orchestrator creates: each decoded entry holds a
+// copy of the spec per task, and a thousand tasks of one service would keep a
+// thousand. Equal values, so the state is the same either way.
+func shareSpec(txn *memdb.Txn, t *api.Task) {
+	raw, _ := txn.First(tableServices, "id", t.ServiceID)
+	if raw == nil {
+		return
+	}
+	if svc := raw.(*serviceRow).S; svc.SpecVersion == t.SpecVersion && reflect.DeepEqual(svc.Spec, t.Spec) {
+		t.Spec = svc.Spec
+	}
+}
+
 // applyTaskOps applies a batch. Ops naming tasks that no longer exist are skipped,
 // not refused: a worker's report may race with the deletion of old history.
 func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
@@ -502,6 +536,9 @@ func applyTaskOps(txn *memdb.Txn, index uint64, c *TaskOps) (any, error) {
 		next, res, err := api.ApplyTaskOp(cur, op, index)
 		if err != nil {
 			return nil, err
+		}
+		if res == api.OpChanged && cur == nil {
+			shareSpec(txn, next)
 		}
 		switch res {
 		case api.OpChanged:

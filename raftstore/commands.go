@@ -35,6 +35,7 @@ const (
 	MsgSecretCreate
 	MsgSecretUpdate
 	MsgSecretRemove
+	MsgNodeStatuses
 )
 
 var msgNames = map[MsgType]string{
@@ -45,6 +46,7 @@ var msgNames = map[MsgType]string{
 	MsgServiceUpdateStatus: "service-update-status", MsgLeaderElected: "leader-elected",
 	MsgCAUpdate: "ca-update", MsgGossipKeys: "gossip-keys", MsgUnlockKey: "unlock-key", MsgNodeCert: "node-cert", MsgNodeRestarting: "node-restarting",
 	MsgSecretCreate: "secret-create", MsgSecretUpdate: "secret-update", MsgSecretRemove: "secret-remove",
+	MsgNodeStatuses: "node-statuses",
 }
 
 func (t MsgType) String() string {
@@ -190,6 +192,14 @@ type NodeRestarting struct {
 	At     time.Time `json:"at"`
 }
 
+// NodeStatuses is the leader's liveness verdicts of one member reconciliation in
+// one entry: after a mass join or a loss of many nodes at once, one entry
+// rather than one per node. Each applies as a NodeStatus; a node removed
+// meanwhile is skipped.
+type NodeStatuses struct {
+	Statuses []NodeStatus `json:"statuses"`
+}
+
 func (ClusterInit) Type() MsgType         { return MsgClusterInit }
 func (NodeUpsert) Type() MsgType          { return MsgNodeUpsert }
 func (NodeStatus) Type() MsgType          { return MsgNodeStatus }
@@ -209,6 +219,7 @@ func (GossipKeysSet) Type() MsgType       { return MsgGossipKeys }
 func (UnlockKeySet) Type() MsgType        { return MsgUnlockKey }
 func (NodeCert) Type() MsgType            { return MsgNodeCert }
 func (NodeRestarting) Type() MsgType      { return MsgNodeRestarting }
+func (NodeStatuses) Type() MsgType        { return MsgNodeStatuses }
 
 // Encode turns a command into a log entry: the type byte, then JSON.
 func Encode(c Command) ([]byte, error) {
@@ -260,6 +271,8 @@ func Decode(b []byte) (Command, error) {
 		c = &GossipKeysSet{}
 	case MsgUnlockKey:
 		c = &UnlockKeySet{}
+	case MsgNodeStatuses:
+		c = &NodeStatuses{}
 	case MsgNodeCert:
 		c = &NodeCert{}
 	case MsgNodeRestarting:

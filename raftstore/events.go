@@ -25,6 +25,7 @@ const tableEvents = "events"
 // eventsBefore is what a command's events need of the state before it applies.
 type eventsBefore struct {
 	node  *api.Node
+	nodes map[string]*api.Node // NodeStatuses: each node named, as it was
 	tasks map[string]*api.Task // the tasks the command may change, by ID
 	order []string             // their IDs in the order events are written
 }
@@ -57,6 +58,11 @@ func captureBefore(txn *memdb.Txn, c Command) eventsBefore {
 		b.node = getNode(txn, c.Node.ID)
 	case *NodeStatus:
 		b.node = getNode(txn, c.NodeID)
+	case *NodeStatuses:
+		b.nodes = map[string]*api.Node{}
+		for _, st := range c.Statuses {
+			b.nodes[st.NodeID] = getNode(txn, st.NodeID)
+		}
 	case *NodeUpdate:
 		b.node = getNode(txn, c.NodeID)
 	case *NodeRemove:
@@ -130,6 +136,17 @@ func recordEvents(txn *memdb.Txn, index uint64, c Command, before eventsBefore, 
 				action = "down"
 			}
 			rec.add(nodeEvent(n, action, c.At))
+		}
+	case *NodeStatuses:
+		for _, st := range c.Statuses {
+			old, n := before.nodes[st.NodeID], getNode(txn, st.NodeID)
+			if old != nil && n != nil && old.Status != n.Status {
+				action := "up"
+				if n.Status == api.NodeDown {
+					action = "down"
+				}
+				rec.add(nodeEvent(n, action, st.At))
+			}
 		}
 	case *NodeUpdate:
 		n, old := res.(*api.Node), before.node

@@ -33,8 +33,8 @@ func TestEventsOfEachCommand(t *testing.T) {
 	s := NewState()
 	cmds := append(history(), &LeaderElected{NodeID: "n1", Hostname: "h1", Term: 3, At: t0})
 	applyAll(t, s, cmds)
-	// Indexes 12-15 (trust) and 18 (a restart mark) change no object
-	// an event is about.
+	// Indexes 12-15 (trust), 18 (a restart mark) and 20 (statuses already so)
+	// change no object an event is about.
 	want := []string{
 		"1@1 cluster init ",
 		"2@2 node join h1",
@@ -56,7 +56,7 @@ func TestEventsOfEachCommand(t *testing.T) {
 		"18@21 secret update db",
 		"19@22 config create gone",
 		"20@23 config remove gone",
-		"21@24 leader elected h1",
+		"21@25 leader elected h1",
 	}
 	if got := allEvents(s); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -11,8 +11,8 @@ import (
 // fsm adapts State to raft.FSM (and raft.BatchingFSM, so a burst of entries
 // committed together is applied in one call).
 type fsm struct {
-	state   *State
-	onApply func(MsgType, time.Duration) // optional; observes only
+	state *State
+	hooks Hooks // observe only
 }
 
 // applyResult travels back to the proposer through the Raft future.
@@ -33,8 +33,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	start := time.Now()
 	v, err := f.state.Apply(l.Index, c)
-	if f.onApply != nil {
-		f.onApply(c.Type(), time.Since(start))
+	if f.hooks.Apply != nil {
+		f.hooks.Apply(c.Type(), time.Since(start))
+	}
+	if f.hooks.Entry != nil {
+		f.hooks.Entry(c.Type(), len(l.Data))
 	}
 	return applyResult{Value: v, Err: err}
 }
@@ -48,7 +51,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{snap: f.state.Snapshot()}, nil
+	return &fsmSnapshot{snap: f.state.Snapshot(), done: f.hooks.Snapshot}, nil
 }
 
 func (f *fsm) Restore(r io.ReadCloser) error {
@@ -56,14 +59,25 @@ func (f *fsm) Restore(r io.ReadCloser) error {
 	return f.state.Restore(r)
 }
 
-type fsmSnapshot struct{ snap *Snapshot }
+type fsmSnapshot struct {
+	snap *Snapshot
+	done func(bytes int64, d time.Duration)
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.snap.WriteTo(sink); err != nil {
+	start := time.Now()
+	n, err := s.snap.WriteTo(sink)
+	if err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.done != nil {
+		s.done(n, time.Since(start))
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) Release() {}

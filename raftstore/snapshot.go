@@ -31,14 +31,21 @@ type record struct {
 
 // WriteTo streams the snapshot's content as typed records.
 func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
+	cw := &countWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
 	put := func(kind string, val any) error {
 		b, err := json.Marshal(val)
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", kind, err)
 		}
-		return enc.Encode(record{Kind: kind, Val: b})
+		// A record as json.Encoder would write it ({"k":KIND,"v":VAL}), without
+		// its second pass over VAL: Marshal's output is already compact.
+		bw.WriteString(`{"k":"`)
+		bw.WriteString(kind)
+		bw.WriteString(`","v":`)
+		bw.Write(b)
+		_, err = bw.WriteString("}\n")
+		return err
 	}
 	if err := put(recIndex, v.index); err != nil {
 		return 0, err
@@ -79,7 +86,19 @@ func (v *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			return 0, err
 		}
 	}
-	return 0, bw.Flush()
+	err := bw.Flush()
+	return cw.n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Restore replaces the whole state with a snapshot's content. It builds a fresh
@@ -149,6 +168,7 @@ func (s *State) Restore(r io.Reader) error {
 	s.mu.Lock()
 	s.db = db
 	s.index = index
+	s.feed.reset(index)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()

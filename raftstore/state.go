@@ -92,6 +92,7 @@ type State struct {
 	mu     sync.Mutex
 	index  uint64
 	notify chan struct{}
+	feed   feed // what recent entries changed (changes.go)
 }
 
 // NewState returns an empty state.
@@ -143,11 +144,13 @@ func (s *State) current() *memdb.MemDB {
 // commit publishes a write transaction and its index together, so a snapshot never
 // pairs new data with an old index (managers compare digests at equal indexes).
 func (s *State) commit(txn *memdb.Txn, index uint64) {
+	changed := changedOf(txn.Changes())
 	s.mu.Lock()
 	txn.Commit()
 	if index > s.index {
 		s.index = index
 	}
+	s.feed.add(index, changed)
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.mu.Unlock()

@@ -47,6 +47,8 @@ func history() []Command {
 		&SecretUpdate{Kind: api.KindSecret, Name: "db", Data: []byte("pw2"), At: t0},
 		&SecretCreate{ID: "cfg1", Kind: api.KindConfig, Name: "gone", Data: []byte("x"), At: t0},
 		&SecretRemove{Kind: api.KindConfig, Name: "gone", At: t0},
+		// n1 is ready already and n2 was removed: nothing changes (nodestatuses_test.go has one that does).
+		&NodeStatuses{Statuses: []NodeStatus{{NodeID: "n1", Status: api.NodeReady, At: t0}, {NodeID: "n2", Status: api.NodeReady, At: t0}}},
 	}
 }
 

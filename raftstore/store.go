@@ -80,6 +80,10 @@ type Hooks struct {
 	Commit func(t MsgType, d time.Duration)
 	// Apply: one committed entry took d in the state machine.
 	Apply func(t MsgType, d time.Duration)
+	// Entry: one committed entry of n bytes (as in the log, before sealing).
+	Entry func(t MsgType, n int)
+	// Snapshot: a snapshot of n bytes (before sealing) was written in d.
+	Snapshot func(n int64, d time.Duration)
 }
 
 // Store is a manager's replicated state: Raft plus the FSM's State.
@@ -121,7 +125,10 @@ func Open(cfg Config) (*Store, error) {
 	if rc.TrailingLogs == 0 {
 		rc.TrailingLogs = 4096
 	}
-	rc.MaxAppendEntries = 256
+	// Entries are up to about a megabyte (a loop's batch of 1,024 task ops), and
+	// one AppendEntries must cross within the transport's timeout even on a busy
+	// machine: 256 of them (256 MB) never did, and the leader lost its lease.
+	rc.MaxAppendEntries = 32
 	rc.BatchApplyCh = true
 	rc.Logger = newHCLogger(logger.With("subsystem", "raft"))
 
@@ -157,6 +164,11 @@ func Open(cfg Config) (*Store, error) {
 			}
 		}
 	}
+	// Replication reads back what was just appended; the cache spares reading it
+	// from bolt, unsealing and decoding it again for each follower.
+	if cached, err := raft.NewLogCache(64, logs); err == nil {
+		logs = cached
+	}
 	switch {
 	case cfg.Transport != nil:
 		s.transport = cfg.Transport
@@ -187,7 +199,7 @@ func Open(cfg Config) (*Store, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, &fsm{state: s.state, onApply: cfg.Hooks.Apply}, logs, stable, snaps, s.transport)
+	r, err := raft.NewRaft(rc, &fsm{state: s.state, hooks: cfg.Hooks}, logs, stable, snaps, s.transport)
 	if err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("start raft: %w", err)

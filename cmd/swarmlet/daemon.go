@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -62,6 +63,10 @@ func runDaemon(cfg node.Config) error {
 	}
 	ctx, cancel := cmdContext()
 	defer cancel()
+	if addr := os.Getenv("SWARMLET_PPROF"); addr != "" {
+		// Profiling a daemon under a benchmark (go tool pprof http://ADDR/debug/pprof/profile).
+		go func() { _ = http.ListenAndServe(addr, nil) }()
+	}
 	return d.Run(ctx)
 }
 

@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newEventsCmd(), newInstallCmd(), newUninstallCmd(), newStackCmd())
 	root.AddCommand(newSecretCmd(), newConfigCmd())
 	completeArgs(root)
-	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd())
+	root.AddCommand(newCACmd(), newUnlockCmd(), newUnlockKeyCmd(), newGossipKeyCmd(), newProxyCmd(), newBenchCmd())
 	return root
 }
 

@@ -58,6 +58,9 @@ type Options struct {
 	// client accepts. A node passes its own (the server learns the caller's node ID
 	// and role from it); the CLI an operator certificate.
 	TLS *tls.Config
+	// WrapConn, if set, wraps each TCP connection before TLS (hollow nodes count
+	// the bytes their managers send them).
+	WrapConn func(net.Conn) net.Conn
 }
 
 // ErrNoTLS: a tcp:// host without TLS options.
@@ -127,6 +130,9 @@ func New(host string, opt Options) (*Client, error) {
 			if err != nil {
 				return nil, err
 			}
+			if opt.WrapConn != nil {
+				raw = opt.WrapConn(raw)
+			}
 			cfg := opt.TLS
 			if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
 				cfg = cfg.Clone()
@@ -168,6 +174,10 @@ func New(host string, opt Options) (*Client, error) {
 
 // Host is the address this client talks to.
 func (c *Client) Host() string { return c.host }
+
+// Close drops the client's idle connections (one made for a single exchange, such
+// as a join, would otherwise stay open until the server's idle timeout).
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
 
 // Do sends a request with an optional JSON body and decodes a JSON answer into out.
 // It returns the Raft index the answer reflects (0 if none).
@@ -361,6 +371,14 @@ func (c *Client) DebugState(ctx context.Context) (api.DebugState, error) {
 func (c *Client) Assignments(ctx context.Context, index uint64, wait time.Duration) (api.Assignments, error) {
 	var out api.Assignments
 	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?"+Blocking(index, wait), nil, &out)
+	return out, err
+}
+
+// Session is the calling node's session long-poll for a worker that takes
+// deltas (api.Assignments says what they are; api.SessionView applies them).
+func (c *Client) Session(ctx context.Context, index uint64, wait time.Duration) (api.Assignments, error) {
+	var out api.Assignments
+	_, err := c.Do(ctx, http.MethodGet, "/v1/dispatcher/assignments?"+Blocking(index, wait)+"&delta=1", nil, &out)
 	return out, err
 }
 

@@ -17,8 +17,9 @@ type Limits struct {
 	Follows  int // followed logs (?follow=true)
 }
 
-// DefaultLimits suit a cluster of some hundred nodes on one leader.
-var DefaultLimits = Limits{Blocking: 256, Sessions: 1024, Follows: 64}
+// DefaultLimits suit a cluster of a few thousand nodes on one leader (a session
+// waiting costs a goroutine and a connection; its wake-ups are the keeper's).
+var DefaultLimits = Limits{Blocking: 256, Sessions: 4096, Follows: 64}
 
 type limits struct {
 	blocking, sessions, follows chan struct{}

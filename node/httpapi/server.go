@@ -55,6 +55,9 @@ type Config struct {
 	// each request's route pattern, status and duration.
 	Metrics        http.Handler
 	ObserveRequest func(route string, code int, d time.Duration)
+	// ObserveSession, if set, is told of each session answer: whole or delta,
+	// and its size.
+	ObserveSession func(kind string, bytes int)
 	// UI serves the dashboard's files under /ui/ (nil: 404).
 	UI http.Handler
 	// Limits caps requests that hold a goroutine and a connection for long; zero

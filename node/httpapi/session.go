@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/swarmlet/swarmlet/api"
 	"github.com/swarmlet/swarmlet/dispatcher"
@@ -31,6 +34,10 @@ func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, st *r
 		return
 	}
 	index, wait := blockingWait(r)
+	if r.URL.Query().Get("delta") == "1" {
+		s.session(w, r, st, d, nodeID, index, wait)
+		return
+	}
 	as, err := d.Assignments(r.Context(), nodeID, index, wait)
 	if err != nil {
 		writeError(w, err)
@@ -44,7 +51,64 @@ func (s *Server) handleAssignments(w http.ResponseWriter, r *http.Request, st *r
 	if cl := st.Snapshot().Cluster(); cl != nil {
 		as.GossipKeys = cl.Trust.GossipKeys
 	}
+	if s.cfg.ObserveSession != nil {
+		cw := &countingWriter{ResponseWriter: w}
+		defer func() { s.cfg.ObserveSession("legacy", cw.n) }()
+		w = cw
+	}
 	writeJSON(w, as.Index, as)
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += n
+	return n, err
+}
+
+// session answers a worker that takes deltas (api.Assignments says what they
+// are). The tables' part is encoded once per version for every session sent it.
+func (s *Server) session(w http.ResponseWriter, r *http.Request, st *raftstore.Store, d *dispatcher.Dispatcher, nodeID string, index uint64, wait time.Duration) {
+	ans, err := d.Session(r.Context(), nodeID, index, wait)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	as := ans.Assignments
+	snap := st.Snapshot()
+	if cl := snap.Cluster(); cl != nil && (!as.Delta || cl.ModifyIndex > as.Since) {
+		if _, ca, err := clusterCA(snap); err == nil {
+			as.CA = string(ca.Bundle().PEM())
+		}
+		as.GossipKeys = cl.Trust.GossipKeys
+	}
+	b, err := json.Marshal(as)
+	if err != nil {
+		writeError(w, fmt.Errorf("encode session answer: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Swarmlet-Index", strconv.FormatUint(as.Index, 10))
+	tables := ans.Tables.JSON()
+	if s.cfg.ObserveSession != nil {
+		kind := "whole"
+		if as.Delta {
+			kind = "delta"
+		}
+		s.cfg.ObserveSession(kind, len(b)+len(tables))
+	}
+	if len(tables) == 0 {
+		_, _ = w.Write(b)
+		return
+	}
+	_, _ = w.Write(b[:len(b)-1]) // the object without its closing brace
+	_, _ = w.Write([]byte{','})
+	_, _ = w.Write(tables)
+	_, _ = w.Write([]byte{'}'})
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, _ *raftstore.Store) {

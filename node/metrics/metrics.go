@@ -37,6 +37,11 @@ type Metrics struct {
 	leaderChanges prometheus.Counter
 	commit        *prometheus.HistogramVec
 	apply         *prometheus.HistogramVec
+	entryBytes    *prometheus.CounterVec
+	snapBytes     prometheus.Gauge
+	snapTime      prometheus.Histogram
+	sessAnswers   *prometheus.CounterVec
+	sessBytes     *prometheus.CounterVec
 	passes        *prometheus.CounterVec
 	passTime      *prometheus.HistogramVec
 	ops           *prometheus.CounterVec
@@ -63,6 +68,16 @@ func New(src Sources) *Metrics {
 		Help: "From proposing a command to its being committed and applied here (the proposer's wait), by command.", Buckets: buckets}, []string{"command"})
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "swarmlet_raft_apply_duration_seconds",
 		Help: "Time one committed entry takes in the state machine, by command.", Buckets: buckets}, []string{"command"})
+	m.entryBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarmlet_raft_apply_bytes_total",
+		Help: "Bytes of the committed entries applied here (as logged, before sealing), by command."}, []string{"command"})
+	m.snapBytes = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarmlet_raft_snapshot_bytes",
+		Help: "Size of this manager's last snapshot of the state (before sealing)."})
+	m.snapTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swarmlet_raft_snapshot_duration_seconds",
+		Help: "Time to write a snapshot of the state.", Buckets: buckets})
+	m.sessAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarmlet_session_answers_total",
+		Help: "Worker session answers this leader sent, by kind: whole, delta, legacy (a worker that takes no deltas)."}, []string{"kind"})
+	m.sessBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarmlet_session_bytes_total",
+		Help: "Bytes of the worker session answers this leader sent (JSON, before TLS), by kind."}, []string{"kind"})
 	m.passes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swarmlet_control_loop_passes_total",
 		Help: "Passes of the leader's control loops (loop: orchestrator, scheduler)."}, []string{"loop"})
 	m.passTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "swarmlet_control_loop_pass_duration_seconds",
@@ -83,7 +98,7 @@ func New(src Sources) *Metrics {
 		Help: "Backends behind each service's frontends on this node, as last programmed."}, []string{"service"})
 	m.lbFrontends = prometheus.NewGauge(prometheus.GaugeOpts{Name: "swarmlet_lb_frontends",
 		Help: "Frontends (VIP or published port, and protocol) programmed on this node."})
-	m.reg.MustRegister(m.leaderChanges, m.commit, m.apply, m.passes, m.passTime, m.ops, m.requests,
+	m.reg.MustRegister(m.leaderChanges, m.commit, m.apply, m.entryBytes, m.snapBytes, m.snapTime, m.sessAnswers, m.sessBytes, m.passes, m.passTime, m.ops, m.requests,
 		m.dnsQueries, m.dnsAnswers, m.lbSync, m.lbErrors, m.lbBackends, m.lbFrontends,
 		&stateCollector{src: src},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -116,6 +131,29 @@ func (m *Metrics) Committed(command string, d time.Duration) {
 func (m *Metrics) Applied(command string, d time.Duration) {
 	if m != nil {
 		m.apply.WithLabelValues(command).Observe(d.Seconds())
+	}
+}
+
+// Entry counts the bytes of one applied entry (raftstore's Hooks.Entry).
+func (m *Metrics) Entry(command string, n int) {
+	if m != nil {
+		m.entryBytes.WithLabelValues(command).Add(float64(n))
+	}
+}
+
+// Snapshotted records one snapshot written (raftstore's Hooks.Snapshot).
+func (m *Metrics) Snapshotted(n int64, d time.Duration) {
+	if m != nil {
+		m.snapBytes.Set(float64(n))
+		m.snapTime.Observe(d.Seconds())
+	}
+}
+
+// Session counts one session answer (httpapi's ObserveSession).
+func (m *Metrics) Session(kind string, n int) {
+	if m != nil {
+		m.sessAnswers.WithLabelValues(kind).Inc()
+		m.sessBytes.WithLabelValues(kind).Add(float64(n))
 	}
 }
 

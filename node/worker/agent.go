@@ -44,6 +44,9 @@ type Config struct {
 	Images Preparer
 	// Files writes tasks' secrets and configs before they start (files.go).
 	Files Files
+	// ReportQueue is how many status changes may wait for the reporter (0:
+	// 4096); a process running many agents (hollow nodes) makes it small.
+	ReportQueue int
 }
 
 // Agent runs one node's tasks.
@@ -88,10 +91,13 @@ func New(cfg Config) *Agent {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.ReportQueue <= 0 {
+		cfg.ReportQueue = 4096
+	}
 	a := &Agent{cfg: cfg, log: cfg.Logger, // the caller owns the component key
 		assigned: map[string]*api.Task{}, starting: map[string]bool{}, reported: map[string]reported{},
 		checks: map[string]*healthCheck{}, ended: map[string]api.TaskStatus{},
-		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, 4096), sem: make(chan struct{}, 8)}
+		wake: make(chan struct{}, 1), reports: make(chan api.TaskOp, cfg.ReportQueue), sem: make(chan struct{}, 8)}
 	a.haltCtx, a.cancelStarts = context.WithCancel(context.Background())
 	return a
 }
