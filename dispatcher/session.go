@@ -281,6 +281,9 @@ func sessionFor(snap Snapshot, nodeID string, since uint64, delta bool, voters [
 	out.Voters = slices.Clone(voters)
 	sort.Strings(out.Voters)
 	imageInfo(snap, nodeID, mine, &out)
+	// Whole on every answer, delta or not: a worker keeps no values of its own
+	// between answers (they are few, and only its live tasks').
+	fileValues(snap, mine, &out)
 	return SessionAnswer{Assignments: out, Tables: tables}, nil
 }
 
