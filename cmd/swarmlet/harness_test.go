@@ -310,6 +310,20 @@ func (c *cluster) cleanupDocker(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		c.stopAll() // no daemon may start a container meanwhile
+		// Every container of this cluster's nodes, also one a daemon stopped
+		// but had no time to remove (not on a network any more).
+		for i := range c.logs {
+			var n struct {
+				NodeID string `json:"node_id"`
+			}
+			if b, err := os.ReadFile(filepath.Join(c.dataDir(i), "node.json")); err != nil || json.Unmarshal(b, &n) != nil || n.NodeID == "" {
+				continue
+			}
+			ids, _ := exec.Command("docker", "ps", "-aq", "--filter", "label=swarmlet.node="+n.NodeID).Output()
+			if f := strings.Fields(string(ids)); len(f) > 0 {
+				_ = exec.Command("docker", append([]string{"rm", "-f", "-v"}, f...)...).Run()
+			}
+		}
 		out, _ := exec.Command("docker", "network", "ls", "-q", "--filter", "label=swarmlet.cluster="+id.ClusterID).Output()
 		for _, nw := range strings.Fields(string(out)) {
 			cs, _ := exec.Command("docker", "network", "inspect", "-f", "{{range $k, $v := .Containers}}{{$k}} {{end}}", nw).Output()
