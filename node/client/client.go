@@ -230,6 +230,11 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) (uint
 		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return idx, fmt.Errorf("decode %s answer: %w", path, err)
 		}
+		// The decoder stops at the end of the value: the encoder's newline and a
+		// chunked body's last chunk are still unread, and a body closed before its
+		// end takes the connection with it. Every large answer (a session's, a
+		// service's tasks) then cost the next request a TLS handshake.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 	}
 	return idx, nil
 }
