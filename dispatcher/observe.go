@@ -60,6 +60,13 @@ func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) (recent, e
 	return ok && time.Since(t) < within, ok
 }
 
+// LastHeard is when nodeID was last heard from by this leader (zero: never).
+func (d *Dispatcher) LastHeard(nodeID string) time.Time {
+	d.open.mu.Lock()
+	defer d.open.mu.Unlock()
+	return d.open.last[nodeID]
+}
+
 // Started is when this dispatcher (this leadership's) was made.
 func (d *Dispatcher) Started() time.Time { return d.started }
 

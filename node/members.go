@@ -87,6 +87,10 @@ func (d *Daemon) reconcileMembers(ctx context.Context, st *raftstore.Store) {
 			return
 		}
 		for _, ch := range changes {
+			if bySession && ch.Status == api.NodeDown {
+				d.log.Info("node status", "target", ch.NodeID, "status", ch.Status, "session_seen", time.Since(disp.LastHeard(ch.NodeID)).Round(time.Millisecond))
+				continue
+			}
 			d.log.Info("node status", "target", ch.NodeID, "status", ch.Status)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -190,6 +191,9 @@ func (f *Fleet) startNode(ctx context.Context, i int) error {
 	resp := j.Response
 	n := &Node{Index: i, ID: resp.NodeID, Addr: addr, fleet: f, done: make(chan struct{})}
 	n.pref.Store(int32(i % max(1, len(resp.Managers))))
+	if os.Getenv("HOLLOW_PREFER_FIRST") != "" {
+		n.pref.Store(0)
+	}
 	tlsCfg := j.ClientTLS()
 	wrap := func(c net.Conn) net.Conn { return &countingConn{Conn: c, in: &f.in, out: &f.out} }
 	for _, m := range resp.Managers {

@@ -90,3 +90,30 @@ func TestLargeAnswersKeepTheConnection(t *testing.T) {
 		t.Fatalf("%d connections for 10 requests, want 1", n)
 	}
 }
+
+// So does an answer nobody decodes (a status report's).
+func TestUndecodedAnswersKeepTheConnection(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(struct{}{})
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := New(srv.Listener.Addr().String(), Options{TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := c.Do(context.Background(), http.MethodPost, "/", struct{}{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 10 requests, want 1", n)
+	}
+}
