@@ -26,6 +26,7 @@ func (o *openSessions) enter(nodeID string) (leave func()) {
 		o.nodes, o.last = map[string]int{}, map[string]time.Time{}
 	}
 	o.nodes[nodeID]++
+	o.last[nodeID] = time.Now()
 	o.mu.Unlock()
 	return func() {
 		o.mu.Lock()
@@ -37,8 +38,18 @@ func (o *openSessions) enter(nodeID string) (leave func()) {
 	}
 }
 
+// touch records that nodeID was heard from (a status report).
+func (o *openSessions) touch(nodeID string) {
+	o.mu.Lock()
+	if o.last == nil {
+		o.nodes, o.last = map[string]int{}, map[string]time.Time{}
+	}
+	o.last[nodeID] = time.Now()
+	o.mu.Unlock()
+}
+
 // SessionSeen says whether nodeID has a session open on this leader now, or had
-// one within the last d (recent), and whether it ever had one here (ever).
+// was heard from within the last d (recent), and whether it ever was (ever).
 func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) (recent, ever bool) {
 	d.open.mu.Lock()
 	defer d.open.mu.Unlock()
@@ -47,6 +58,13 @@ func (d *Dispatcher) SessionSeen(nodeID string, within time.Duration) (recent, e
 	}
 	t, ok := d.open.last[nodeID]
 	return ok && time.Since(t) < within, ok
+}
+
+// LastHeard is when nodeID was last heard from by this leader (zero: never).
+func (d *Dispatcher) LastHeard(nodeID string) time.Time {
+	d.open.mu.Lock()
+	defer d.open.mu.Unlock()
+	return d.open.last[nodeID]
 }
 
 // Started is when this dispatcher (this leadership's) was made.

@@ -195,10 +195,11 @@ func (a SessionAnswer) Whole() api.Assignments {
 // those come with nearly every entry while tasks start, and answering each
 // would answer every node many times a second. It grows with the sessions
 // open, so the rate of such answers stays about the same however many nodes
-// there are: 20 ms for ten nodes, 500 ms for a thousand. Changes to a node's
-// own tasks are answered at once.
+// there are: 20 ms for ten nodes, 100 ms for a hundred, a second for a
+// thousand (DNS then follows within about a second, as Swarm's gossiped tables
+// do). Changes to a node's own tasks are answered at once.
 func globalGap(sessions int) time.Duration {
-	return min(time.Second, max(20*time.Millisecond, time.Duration(sessions)*500*time.Microsecond))
+	return min(2*time.Second, max(20*time.Millisecond, time.Duration(sessions)*time.Millisecond))
 }
 
 // Session is the blocking session read for workers that take deltas: it answers
@@ -300,9 +301,14 @@ func (d *Dispatcher) followTables() {
 	}
 }
 
+// Heard records that nodeID's session answer reached it (its transport wrote
+// it): a slow reader is alive while it reads.
+func (d *Dispatcher) Heard(nodeID string) { d.open.touch(nodeID) }
+
 // ReportStatus checks a report from nodeID and returns once it is committed as
 // part of a batch.
 func (d *Dispatcher) ReportStatus(ctx context.Context, nodeID string, ops []api.TaskOp) error {
+	d.open.touch(nodeID)
 	ops, err := CheckStatusReport(d.store.Snapshot(), nodeID, ops)
 	if err != nil || len(ops) == 0 {
 		return err
@@ -323,8 +329,18 @@ func (d *Dispatcher) ReportStatus(ctx context.Context, nodeID string, ops []api.
 	}
 }
 
+// statusInFlight is how many status batches may wait for their commit at once:
+// Raft commits concurrent proposals together, so while one batch waits on its
+// round trip the next is gathered and proposed, instead of every worker's report
+// queueing behind one commit (status only moves forward, so batches committing
+// in another order lose nothing).
+const statusInFlight = 4
+
 // Run applies batched status reports until ctx ends.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	inflight := make(chan struct{}, statusInFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		var batch []statusReport
 		select {
@@ -352,14 +368,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		for _, r := range batch {
 			ops = append(ops, r.ops...)
 		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := d.store.ApplyTaskOps(actx, ops)
-		cancel()
-		if err != nil {
-			d.log.Warn("apply status batch", "reports", len(batch), "ops", n, "err", err)
+		select {
+		case inflight <- struct{}{}:
+		case <-ctx.Done():
+			for _, r := range batch {
+				r.result <- fmt.Errorf("leadership lost: %w", api.ErrNotLeader)
+			}
+			return nil
 		}
-		for _, r := range batch {
-			r.result <- err
-		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-inflight; wg.Done() }()
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := d.store.ApplyTaskOps(actx, ops)
+			cancel()
+			if err != nil {
+				d.log.Warn("apply status batch", "reports", len(batch), "ops", len(ops), "err", err)
+			}
+			for _, r := range batch {
+				r.result <- err
+			}
+		}()
 	}
 }

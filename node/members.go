@@ -17,11 +17,15 @@ import (
 const gossipSettle = 10 * time.Second
 
 // Under the session liveness stand-in (livenessBySession): a node counts as up
-// until sessionGrace after its session on this leader ended; one never seen by
+// while its session is open on this leader and until sessionGrace after it was
+// last heard from (a session call or a status report); one never heard from by
 // this leader is given sessionSettle from the leadership's start to find it (a
-// thousand sessions move to a new leader in seconds, not at once).
+// thousand sessions move to a new leader in seconds, not at once). The grace
+// stands for the host being alive, which gossip would judge from elsewhere: a
+// worker slow to poll again because the machine of a benchmark is busy is not a
+// dead one.
 const (
-	sessionGrace  = 5 * time.Second
+	sessionGrace  = 10 * time.Second
 	sessionSettle = 30 * time.Second
 )
 
@@ -83,6 +87,10 @@ func (d *Daemon) reconcileMembers(ctx context.Context, st *raftstore.Store) {
 			return
 		}
 		for _, ch := range changes {
+			if bySession && ch.Status == api.NodeDown {
+				d.log.Info("node status", "target", ch.NodeID, "status", ch.Status, "session_seen", time.Since(disp.LastHeard(ch.NodeID)).Round(time.Millisecond))
+				continue
+			}
 			d.log.Info("node status", "target", ch.NodeID, "status", ch.Status)
 		}
 	}

@@ -7,14 +7,12 @@
 package hollow
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -93,8 +91,6 @@ type Fleet struct {
 	ans   atomic.Int64
 	rep   atomic.Int64
 	took  []time.Duration
-	// reading bounds the session answers read at once (bodyBuffer).
-	reading chan struct{}
 }
 
 // Node is one hollow node.
@@ -136,7 +132,7 @@ func New(cfg Config) *Fleet {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Fleet{cfg: cfg, log: cfg.Logger, reading: make(chan struct{}, 16)}
+	return &Fleet{cfg: cfg, log: cfg.Logger}
 }
 
 // Start joins nodes [from, to) (Config.Nodes if to is 0) with Parallel joins in
@@ -195,6 +191,9 @@ func (f *Fleet) startNode(ctx context.Context, i int) error {
 	resp := j.Response
 	n := &Node{Index: i, ID: resp.NodeID, Addr: addr, fleet: f, done: make(chan struct{})}
 	n.pref.Store(int32(i % max(1, len(resp.Managers))))
+	if os.Getenv("HOLLOW_PREFER_FIRST") != "" {
+		n.pref.Store(0)
+	}
 	tlsCfg := j.ClientTLS()
 	wrap := func(c net.Conn) net.Conn { return &countingConn{Conn: c, in: &f.in, out: &f.out} }
 	for _, m := range resp.Managers {
@@ -322,18 +321,10 @@ func (s *session) Assignments(ctx context.Context, _ string, index uint64, wait 
 		s.index, s.tasks = 0, nil
 	}
 	var ans answer
-	buf := &bodyBuffer{sem: s.fleet.reading}
-	defer buf.release()
 	err := s.call(ctx, func(c *client.Client) error {
-		buf.Reset()
-		_, err := c.Do(ctx, "GET", "/v1/dispatcher/assignments?"+client.Blocking(s.index, wait)+"&delta=1", nil, io.Writer(buf))
+		_, err := c.Do(ctx, "GET", "/v1/dispatcher/assignments?"+client.Blocking(s.index, wait)+"&delta=1", nil, &ans)
 		return err
 	})
-	if err == nil {
-		if derr := json.Unmarshal(buf.Bytes(), &ans); derr != nil {
-			err = fmt.Errorf("hollow node %d: decode session answer: %w", s.Index, derr)
-		}
-	}
 	if errors.Is(err, api.ErrNotFound) {
 		return api.Assignments{}, worker.ErrNodeRemoved
 	}
@@ -391,31 +382,6 @@ func (s *session) call(ctx context.Context, fn func(*client.Client) error) error
 		s.pref.Store(int32((i + 1) % len(s.managers)))
 	}
 	return err
-}
-
-// bodyBuffer holds one session answer while it is read and decoded; the fleet
-// lets only a few be read at once, so a burst of whole tables to a thousand
-// nodes costs this process a few answers' memory, not a thousand (a real node
-// holds its own only).
-type bodyBuffer struct {
-	bytes.Buffer
-	sem  chan struct{}
-	held bool
-}
-
-func (b *bodyBuffer) Write(p []byte) (int, error) {
-	if !b.held {
-		b.sem <- struct{}{}
-		b.held = true
-	}
-	return b.Buffer.Write(p)
-}
-
-func (b *bodyBuffer) release() {
-	if b.held {
-		<-b.sem
-		b.held = false
-	}
 }
 
 // countingConn counts a connection's bytes.

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/swarmlet/swarmlet/api"
@@ -56,5 +59,61 @@ func TestUnreachable(t *testing.T) {
 		if _, err := New(h, Options{}); !errors.Is(err, ErrNoTLS) {
 			t.Fatalf("New(%q) without TLS: %v", h, err)
 		}
+	}
+}
+
+// A large answer (sent chunked) decoded by Do leaves its connection for the next
+// request: a handshake per session answer was most of a thousand nodes' cost.
+func TestLargeAnswersKeepTheConnection(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"x": strings.Repeat("a", 100000)})
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := New(srv.Listener.Addr().String(), Options{TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		var v map[string]string
+		if _, err := c.Do(context.Background(), http.MethodGet, "/", nil, &v); err != nil || len(v["x"]) != 100000 {
+			t.Fatalf("answer %d bytes, %v", len(v["x"]), err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 10 requests, want 1", n)
+	}
+}
+
+// So does an answer nobody decodes (a status report's).
+func TestUndecodedAnswersKeepTheConnection(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(struct{}{})
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	c, err := New(srv.Listener.Addr().String(), Options{TLS: srv.Client().Transport.(*http.Transport).TLSClientConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		if _, err := c.Do(context.Background(), http.MethodPost, "/", struct{}{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections for 10 requests, want 1", n)
 	}
 }

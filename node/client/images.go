@@ -123,6 +123,7 @@ func (c *Client) doHeader(ctx context.Context, method, path string, hdr http.Hea
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return fmt.Errorf("decode %s answer: %w", path, err)
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // keep the connection (client.go, Do)
 	return nil
 }
 

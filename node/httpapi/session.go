@@ -93,6 +93,7 @@ func (s *Server) session(w http.ResponseWriter, r *http.Request, st *raftstore.S
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Swarmlet-Index", strconv.FormatUint(as.Index, 10))
+	defer d.Heard(nodeID)
 	tables := ans.Tables.JSON()
 	if s.cfg.ObserveSession != nil {
 		kind := "whole"
