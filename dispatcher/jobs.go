@@ -98,21 +98,7 @@ func (r *reconciler) replicatedJob(tasks []*api.Task) {
 // too, as Swarm's. A node no longer eligible has its unfinished task stopped.
 func (r *reconciler) globalJob(tasks []*api.Task) {
 	r.state = make(map[string]api.TaskState, len(tasks))
-	byNode := map[string][]*api.Task{}
-	for _, t := range tasks {
-		id := pinnedNode(t)
-		byNode[id] = append(byNode[id], t)
-	}
-	keys := make([]string, 0, len(r.nodes)+len(byNode))
-	for id := range r.nodes {
-		keys = append(keys, id)
-	}
-	for id := range byNode {
-		if r.nodes[id] == nil {
-			keys = append(keys, id)
-		}
-	}
-	slices.Sort(keys)
+	byNode, keys := r.tasksByNode(tasks)
 	for _, id := range keys {
 		ts := byNode[id]
 		cur, done := r.jobSlot(ts)

@@ -159,21 +159,7 @@ func (r *reconciler) replicated(tasks []*api.Task) {
 func (r *reconciler) global(tasks []*api.Task) {
 	r.state = make(map[string]api.TaskState, len(tasks))
 	r.slots = make([]slotState, 0, len(r.nodes))
-	byNode := map[string][]*api.Task{}
-	for _, t := range tasks {
-		id := pinnedNode(t)
-		byNode[id] = append(byNode[id], t)
-	}
-	keys := make([]string, 0, len(r.nodes)+len(byNode))
-	for id := range r.nodes {
-		keys = append(keys, id)
-	}
-	for id := range byNode {
-		if r.nodes[id] == nil {
-			keys = append(keys, id)
-		}
-	}
-	slices.Sort(keys)
+	byNode, keys := r.tasksByNode(tasks)
 	for _, id := range keys {
 		ts := byNode[id]
 		cur, old := r.current(ts)
@@ -582,4 +568,26 @@ func (r *reconciler) prune(ts []*api.Task, cur *api.Task) {
 			r.ops = append(r.ops, api.TaskOp{Kind: api.TaskOpDelete, TaskID: t.ID, At: r.now})
 		}
 	}
+}
+
+// tasksByNode groups a global service's tasks by the node they are pinned to,
+// and lists every node to look at, in order: the known ones, and those gone
+// that still hold a task.
+func (r *reconciler) tasksByNode(tasks []*api.Task) (map[string][]*api.Task, []string) {
+	byNode := map[string][]*api.Task{}
+	for _, t := range tasks {
+		id := pinnedNode(t)
+		byNode[id] = append(byNode[id], t)
+	}
+	keys := make([]string, 0, len(r.nodes)+len(byNode))
+	for id := range r.nodes {
+		keys = append(keys, id)
+	}
+	for id := range byNode {
+		if r.nodes[id] == nil {
+			keys = append(keys, id)
+		}
+	}
+	slices.Sort(keys)
+	return byNode, keys
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -39,27 +38,9 @@ func replicasColumn(s api.ServiceInfo) string {
 // a task is rejected, a slot failed and its restart policy gives up, or tasks
 // stay pending. A job may run long: only the caller's context bounds the wait.
 func waitJob(ctx context.Context, cl *client.Client, name string, out io.Writer) error {
-	var index uint64
 	last := ""
 	pendingSince := time.Time{}
-	for {
-		tasks, idx, err := cl.Tasks(ctx, name, index, 5*time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s: stopped waiting for the job: %w", name, ctx.Err())
-			}
-			if errors.Is(err, api.ErrNotFound) {
-				return err
-			}
-			time.Sleep(200 * time.Millisecond) // a leader change: retry the read
-			index = 0
-			continue
-		}
-		index = idx
-		svc, err := cl.Service(ctx, name)
-		if err != nil {
-			return err
-		}
+	return followService(ctx, cl, name, "stopped waiting for the job", func(tasks []api.Task, svc api.ServiceInfo) (bool, error) {
 		want := jobCompletions(svc)
 		if line := fmt.Sprintf("%s: %d/%d completed, %d running", name, svc.Completed, want, svc.Running); line != last {
 			fmt.Fprintln(out, line)
@@ -71,7 +52,7 @@ func waitJob(ctx context.Context, cl *client.Client, name string, out io.Writer)
 		if svc.Spec.Mode == api.ModeReplicatedJob && uint64(svc.Completed) >= want ||
 			svc.Spec.Mode == api.ModeGlobalJob && svc.Desired == 0 && svc.Completed > 0 {
 			fmt.Fprintf(out, "%s: job complete\n", name)
-			return nil
+			return true, nil
 		}
 		var pending []*api.Task
 		ofRun := 0
@@ -82,9 +63,9 @@ func waitJob(ctx context.Context, cl *client.Client, name string, out io.Writer)
 			ofRun++
 			switch st := t.Status.State; {
 			case st == api.TaskRejected:
-				return fmt.Errorf("%s: task %s rejected: %s", name, taskName(t), firstNonEmpty(t.Status.Err, t.Status.Message))
+				return false, fmt.Errorf("%s: task %s rejected: %s", name, taskName(t), firstNonEmpty(t.Status.Err, t.Status.Message))
 			case st.Terminal() && st != api.TaskComplete && st != api.TaskOrphaned && givesUp(svc.Spec.RestartPolicy, t):
-				return fmt.Errorf("%s: task %s %s: %s; its restart policy gives up, so the job cannot complete", name, taskName(t), st, firstNonEmpty(t.Status.Err, t.Status.Message))
+				return false, fmt.Errorf("%s: task %s %s: %s; its restart policy gives up, so the job cannot complete", name, taskName(t), st, firstNonEmpty(t.Status.Err, t.Status.Message))
 			case st == api.TaskPending:
 				pending = append(pending, t)
 			}
@@ -97,11 +78,12 @@ func waitJob(ctx context.Context, cl *client.Client, name string, out io.Writer)
 			pendingSince = time.Now()
 		case time.Since(pendingSince) < 15*time.Second:
 		case len(pending) > 0:
-			return fmt.Errorf("%s: %d task(s) cannot be placed: %s", name, len(pending), pending[0].PendingReason)
+			return false, fmt.Errorf("%s: %d task(s) cannot be placed: %s", name, len(pending), pending[0].PendingReason)
 		default:
-			return fmt.Errorf("%s: no node runs the job: none is ready, active and matching its constraints", name)
+			return false, fmt.Errorf("%s: no node runs the job: none is ready, active and matching its constraints", name)
 		}
-	}
+		return false, nil
+	})
 }
 
 // givesUp reports whether the restart policy leaves a failed task's slot as it

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,34 +21,13 @@ func waitRollout(ctx context.Context, cl *client.Client, name string, version ui
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	tty := isTerminal(out)
-	var index uint64
 	last, drawn := "", 0
 	reason := "" // why the cluster rolled the update back, once it did
-	for {
-		tasks, idx, err := cl.Tasks(ctx, name, index, 5*time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s: the rollout did not finish in time: %w", name, ctx.Err())
-			}
-			if errors.Is(err, api.ErrNotFound) {
-				return err
-			}
-			time.Sleep(200 * time.Millisecond) // a leader change: retry the read
-			index = 0
-			continue
-		}
-		index = idx
-		svc, err := cl.Service(ctx, name)
-		if err != nil {
-			if errors.Is(err, api.ErrNotFound) {
-				return err
-			}
-			continue
-		}
+	return followService(ctx, cl, name, "the rollout did not finish in time", func(tasks []api.Task, svc api.ServiceInfo) (bool, error) {
 		st := svc.UpdateStatus
 		autoRollback := svc.SpecVersion == version+1 && !isRollback && st != nil && st.State.Rollback() && strings.Contains(st.Message, "update rolled back")
 		if st == nil || (svc.SpecVersion != version && !autoRollback) {
-			return fmt.Errorf("%s: the service was changed again meanwhile (now at spec version %d); follow it with 'swarmlet service inspect %s'", name, svc.SpecVersion, name)
+			return false, fmt.Errorf("%s: the service was changed again meanwhile (now at spec version %d); follow it with 'swarmlet service inspect %s'", name, svc.SpecVersion, name)
 		}
 		if autoRollback && st.State == api.UpdateRollbackStarted {
 			reason = st.Message
@@ -78,17 +56,18 @@ func waitRollout(ctx context.Context, cl *client.Client, name string, version ui
 		switch st.State {
 		case api.UpdateCompleted:
 			fmt.Fprintf(out, "%s: update completed\n", name)
-			return nil
+			return true, nil
 		case api.UpdateRollbackCompleted:
 			if autoRollback {
-				return fmt.Errorf("%s: %s", name, firstNonEmpty(reason, st.Message))
+				return false, fmt.Errorf("%s: %s", name, firstNonEmpty(reason, st.Message))
 			}
 			fmt.Fprintf(out, "%s: rollback completed\n", name)
-			return nil
+			return true, nil
 		case api.UpdatePaused, api.UpdateRollbackPaused:
-			return fmt.Errorf("%s: %s; fix it and run 'swarmlet service update %s' again, or 'swarmlet service rollback %s'", name, st.Message, name, name)
+			return false, fmt.Errorf("%s: %s; fix it and run 'swarmlet service update %s' again, or 'swarmlet service rollback %s'", name, st.Message, name, name)
 		}
-	}
+		return false, nil
+	})
 }
 
 type progress struct {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -243,29 +242,11 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	tty := isTerminal(out)
-	var index uint64
 	lastLine := ""
 	said := map[string]string{} // task -> last preparing line printed
 	drawn := 0
 	pendingSince := time.Time{}
-	for {
-		tasks, idx, err := cl.Tasks(ctx, name, index, 5*time.Second)
-		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("%s did not converge in time: %w", name, ctx.Err())
-			}
-			if errors.Is(err, api.ErrNotFound) {
-				return err
-			}
-			time.Sleep(200 * time.Millisecond) // a leader change: retry the read
-			index = 0
-			continue
-		}
-		index = idx
-		svc, err := cl.Service(ctx, name)
-		if err != nil {
-			return err
-		}
+	return followService(ctx, cl, name, "did not converge in time", func(tasks []api.Task, svc api.ServiceInfo) (bool, error) {
 		cur := currentTasks(tasks)
 		running, rejected, pending := 0, []*api.Task{}, []*api.Task{}
 		for _, t := range cur {
@@ -308,22 +289,23 @@ func waitConverged(ctx context.Context, cl *client.Client, name string, out io.W
 		}
 		if running == desired && len(cur) == desired && (desired > 0 || svc.Spec.Mode == api.ModeReplicated) {
 			fmt.Fprintf(out, "%s: converged\n", name)
-			return nil
+			return true, nil
 		}
 		if len(rejected) > 0 {
 			t := rejected[0]
-			return fmt.Errorf("%s: task %s rejected: %s", name, taskName(t), firstNonEmpty(t.Status.Err, t.Status.Message))
+			return false, fmt.Errorf("%s: task %s rejected: %s", name, taskName(t), firstNonEmpty(t.Status.Err, t.Status.Message))
 		}
 		if len(pending) > 0 {
 			if pendingSince.IsZero() {
 				pendingSince = time.Now()
 			} else if time.Since(pendingSince) > 15*time.Second {
-				return fmt.Errorf("%s: %d task(s) cannot be placed: %s", name, len(pending), pending[0].PendingReason)
+				return false, fmt.Errorf("%s: %d task(s) cannot be placed: %s", name, len(pending), pending[0].PendingReason)
 			}
 		} else {
 			pendingSince = time.Time{}
 		}
-	}
+		return false, nil
+	})
 }
 
 func firstNonEmpty(s ...string) string {

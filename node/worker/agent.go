@@ -75,9 +75,8 @@ type Agent struct {
 	sem     chan struct{} // bounds concurrent starts
 	prep    prepState
 
-	// halted is set by StopAll (leave): no task starts after it, and starts
-	// under way are cancelled and waited for, so nothing outlives the stop.
-	halted       bool
+	// haltCtx ends with StopAll (leave, under mu): no task starts after it, and
+	// starts under way are cancelled and waited for, so nothing outlives the stop.
 	starts       sync.WaitGroup
 	haltCtx      context.Context
 	cancelStarts context.CancelFunc
@@ -331,7 +330,7 @@ func exitStatus(in engine.Instance) api.TaskStatus {
 
 func (a *Agent) startAsync(ctx context.Context, t *api.Task) {
 	a.mu.Lock()
-	if a.starting[t.ID] || a.halted {
+	if a.starting[t.ID] || a.haltCtx.Err() != nil {
 		a.mu.Unlock()
 		return
 	}
@@ -490,9 +489,8 @@ func (a *Agent) reporter(ctx context.Context) {
 // nothing after it.
 func (a *Agent) StopAll(ctx context.Context) error {
 	a.mu.Lock()
-	a.halted = true
+	a.cancelStarts() // under mu: a start either counted itself in starts or sees the halt
 	a.mu.Unlock()
-	a.cancelStarts()
 	done := make(chan struct{})
 	go func() { a.starts.Wait(); close(done) }()
 	select {

@@ -152,6 +152,15 @@ func (e *Engine) stopTimeout() time.Duration {
 
 // Start implements engine.Engine.
 func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error) {
+	return e.start(ctx, t, true)
+}
+
+// start starts t. The node's network is made once, when the node learns its
+// subnet; if it is gone since (an operator's `docker network prune` removes it
+// while no task uses it), Docker says so only at the container's start: the
+// network is then made again and, when remake is set, the start tried once more
+// rather than every task after that being rejected.
+func (e *Engine) start(ctx context.Context, t *api.Task, remake bool) (engine.Instance, error) {
 	if t == nil || t.ID == "" {
 		return engine.Instance{}, errors.New("start task: no task ID")
 	}
@@ -227,7 +236,7 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 	}
 	name := ContainerName(t)
 
-	resp, err := e.create(ctx, config, hostConfig, netConfig, name, cn)
+	resp, err := e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
 	if cerrdefs.IsConflict(err) {
 		// The name is taken: Start was called before for this task (a worker restart).
 		if inst, ok, ierr := e.existing(ctx, name, t.ID); ierr != nil {
@@ -254,6 +263,13 @@ func (e *Engine) Start(ctx context.Context, t *api.Task) (engine.Instance, error
 			e.log.Warn("remove container that failed to start", "task", t.ID, "container", resp.ID, "err", rerr)
 		}
 		cancel()
+		if remake && cn.Name != "" && strings.Contains(err.Error(), "network "+cn.Name+" not found") {
+			e.log.Warn("container network is gone; making it again", "network", cn.Name)
+			if nerr := e.SetNetwork(ctx, cn); nerr != nil {
+				return engine.Instance{}, fmt.Errorf("start task %s: %w (and making the network again: %w)", t.ID, err, nerr)
+			}
+			return e.start(ctx, t, false)
+		}
 		if startRejected(err) {
 			return engine.Instance{}, fmt.Errorf("start task %s: %v: %w", t.ID, err, engine.ErrRejected)
 		}

@@ -304,20 +304,3 @@ func (e *Engine) attach(n engine.Network) (mode string, endpoints map[string]*ne
 }
 
 var _ engine.Networker = (*Engine)(nil)
-
-// create makes a task's container. The node's network is made once, when the
-// node learns its subnet; if it is gone since (an operator's `docker network
-// prune` removes it while no task uses it), it is made again rather than every
-// task after that being rejected (Docker finds the network missing only at
-// start, with the container made).
-func (e *Engine) create(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, netConfig *network.NetworkingConfig, name string, cn engine.Network) (container.CreateResponse, error) {
-	if cn.Name != "" {
-		if _, err := e.cli.NetworkInspect(ctx, cn.Name, network.InspectOptions{}); cerrdefs.IsNotFound(err) {
-			e.log.Warn("container network is gone; making it again", "network", cn.Name)
-			if err := e.SetNetwork(ctx, cn); err != nil {
-				return container.CreateResponse{}, err
-			}
-		}
-	}
-	return e.cli.ContainerCreate(ctx, config, hostConfig, netConfig, nil, name)
-}
